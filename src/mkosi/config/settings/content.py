@@ -1,0 +1,7 @@
+"""Settings of the [Content] section."""
+
+from __future__ import annotations
+
+from mkosi.config.settings.base import Setting
+
+SETTINGS: list[Setting] = []
