@@ -51,3 +51,17 @@ def host_distribution() -> tuple[Distribution | None, str | None]:
     if distribution == Distribution.debian and not info.get("VERSION_CODENAME"):
         release = "testing"
     return distribution, release
+
+
+@functools.cache
+def host_systemd_version() -> str | None:
+    """The host's systemd version (``systemctl --version``), or None without systemd."""
+    from mkosi.errors import MkosiError
+    from mkosi.run import capture
+
+    try:
+        out = capture(["systemctl", "--version"])
+    except MkosiError:
+        return None
+    words = out.split()
+    return words[1] if len(words) > 1 else None

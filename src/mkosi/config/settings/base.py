@@ -66,6 +66,8 @@ class Setting:
     scope: Scope = Scope.local
     #: ``-d`` style short option.
     short: str | None = None
+    #: If set, the short option takes no argument and stores this value (``-a`` → Autologin=yes).
+    short_const: Any = None
     #: Long option; derived from the name (``--output-directory``) unless given.
     long: str | None = None
     #: Extra long options accepted for compatibility.

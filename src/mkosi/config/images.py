@@ -1,0 +1,149 @@
+"""The image graph: the main image, the subimages in ``mkosi.images/``, what they inherit, and build order.
+
+Rules (the manual's "BUILDING MULTIPLE IMAGES"):
+
+* universal settings (and "multiversal" ones) of the main image are forced on every subimage, as if given
+  on the command line;
+* inherited settings are the subimage's starting values, which its own files may override;
+* main-only settings cannot be configured in a subimage;
+* ``Dependencies=`` of the main image selects the subimages to build (default: all that match); the order
+  is dependencies first, the main image last; cycles and unknown names are errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import graphlib
+from pathlib import Path
+from typing import Any
+
+from mkosi.cli import Args, CliValues
+from mkosi.config.loader import ParseState, chdir
+from mkosi.config.settings import BY_DEST, SETTINGS, Scope
+from mkosi.config.syntax import Origin
+from mkosi.errors import ConfigErrors, MkosiError
+
+
+@dataclasses.dataclass
+class LoadedImage:
+    """One image's final values (by attribute name) plus where they came from."""
+
+    name: str
+    values: dict[str, Any]
+    files: list[Path]
+    origins: dict[str, list[Origin]]
+    match_notes: list[str]
+
+    def __getitem__(self, dest: str) -> Any:
+        return self.values[dest]
+
+
+def find_configdir(directory: Path) -> Path:
+    """The directory whose mkosi.conf is read: ``directory``, or its ``mkosi/`` subdirectory."""
+    if not (directory / "mkosi.conf").exists() and (directory / "mkosi/mkosi.conf").exists():
+        return directory / "mkosi"
+    return directory
+
+
+def load(args: Args, cli: CliValues) -> list[LoadedImage]:
+    """Read the configuration of every image. Raises :class:`ConfigErrors` listing every problem."""
+    assert args.directory is not None
+    errors: list[MkosiError] = list(cli.errors)
+    configdir = find_configdir(args.directory)
+
+    state = ParseState(image="main", directory=args.directory)
+    state.cli = copy.deepcopy(cli.values)
+    state.cli_reset = set(cli.reset)
+    for dest, origins in cli.origins.items():
+        state.origins[dest] = list(origins)
+
+    with chdir(args.directory):
+        return _load(args, cli, configdir, state, errors)
+
+
+def _load(
+    args: Args, cli: CliValues, configdir: Path, state: ParseState, errors: list[MkosiError]
+) -> list[LoadedImage]:
+    state.parse_new_includes()
+    with chdir(configdir):
+        state.parse_one(configdir, profiles=True, local=True)
+    main_values = state.finalize()
+    errors += state.errors
+
+    explicit_dependencies = "dependencies" in state.cli or "dependencies" in state.config
+    default_dependencies: list[str] = []
+
+    # Universal settings are forced on subimages by making them look like command-line values.
+    passed_cli: dict[str, Any] = {}
+    passed_reset: set[str] = set()
+    for s in SETTINGS:
+        if s.scope in (Scope.universal, Scope.multiversal):
+            passed_cli[s.dest] = copy.deepcopy(main_values[s.dest])
+    base_cli_origins = {d: o for d, o in state.origins.items() if d in passed_cli}
+
+    subimages: list[LoadedImage] = []
+    imagedir = configdir / "mkosi.images"
+    for p in sorted(imagedir.iterdir()) if imagedir.is_dir() else []:
+        p = p.absolute()
+        if not p.is_dir() and p.suffix != ".conf":
+            continue
+        name = p.name.removesuffix(".conf")
+        if not name:
+            errors.append(MkosiError(f"{p}: not a valid image name"))
+            continue
+        sub = ParseState(image=name, directory=args.directory)
+        sub.cli = copy.deepcopy(passed_cli)
+        sub.cli_reset = set(passed_reset)
+        sub.origins = {d: list(o) for d, o in base_cli_origins.items()}
+        for s in SETTINGS:
+            if s.scope == Scope.inherit and s.dest in main_values:
+                sub.config[s.dest] = copy.deepcopy(main_values[s.dest])
+                if s.dest in state.origins:
+                    sub.origins[s.dest] = list(state.origins[s.dest])
+        environment = main_values.get("environment") or {}
+        sub.config["environment"] = {
+            k: environment[k] for k in main_values.get("pass_environment") or [] if k in environment
+        }
+        with chdir(p if p.is_dir() else Path.cwd()):
+            matched = sub.parse_one(p, profiles=p.is_dir(), local=True)
+        errors += sub.errors
+        if not matched:
+            state.match_notes += sub.match_notes
+            continue
+        subimages.append(LoadedImage(name, sub.finalize(), sub.files, sub.origins, sub.match_notes))
+        default_dependencies.append(name)
+
+    if not explicit_dependencies:
+        main_values["dependencies"] = default_dependencies
+
+    if errors:
+        raise ConfigErrors(errors)
+
+    main = LoadedImage("main", main_values, state.files, state.origins, state.match_notes)
+    ordered = order_images(subimages, main["dependencies"])
+    return [*ordered, main]
+
+
+def order_images(images: list[LoadedImage], wanted: list[str]) -> list[LoadedImage]:
+    graph = {image.name: list(image["dependencies"]) for image in images}
+    for name in [*wanted, *(d for deps in graph.values() for d in deps)]:
+        if name not in graph:
+            raise MkosiError(f"Dependencies={name}: no image with that name in mkosi.images/")
+    needed: set[str] = set()
+    queue = list(wanted)
+    while queue:
+        name = queue.pop(0)
+        if name not in needed:
+            needed.add(name)
+            queue += graph[name]
+    selected = {n: graph[n] for n in graph if n in needed}
+    try:
+        order = list(graphlib.TopologicalSorter(selected).static_order())
+    except graphlib.CycleError as e:
+        raise MkosiError(f"image dependency cycle: {' → '.join(e.args[1])}") from None
+    return sorted((i for i in images if i.name in needed), key=lambda i: order.index(i.name))
+
+
+def setting_value(image: LoadedImage, name: str) -> Any:
+    return image.values[BY_DEST[name].dest] if name in BY_DEST else image.values[name]

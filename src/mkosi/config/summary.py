@@ -1,0 +1,68 @@
+"""The human summary and the JSON of loaded images (``summary``, ``--json summary``, ``cat-config``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from mkosi.config.images import LoadedImage
+from mkosi.config.settings import SETTINGS, Scope, Setting
+
+
+def in_json(s: Setting) -> bool:
+    return s.in_json and s.scope != Scope.tools
+
+
+def image_json(image: LoadedImage) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in SETTINGS:
+        if in_json(s):
+            out[s.name] = s.kind.to_json(image.values[s.dest])
+    out["Files"] = [str(p) for p in image.files]
+    out["Image"] = image.name
+    return out
+
+
+def summary_json(images: Sequence[LoadedImage]) -> str:
+    document = {"Images": [image_json(i) for i in images], "Tools": None}
+    return json.dumps(document, indent=4, sort_keys=True)
+
+
+def summary_text(images: Sequence[LoadedImage], origins: bool = False) -> str:
+    lines: list[str] = []
+    width = max(len(s.name) for s in SETTINGS)
+    for image in images:
+        lines.append(f"IMAGE: {image.name}")
+        section = None
+        for s in SETTINGS:
+            if not in_json(s):
+                continue
+            if s.section != section:
+                section = s.section
+                lines.append("")
+                lines.append(f"    {section.upper()}:")
+            text = s.kind.to_text(image.values[s.dest]).splitlines() or [""]
+            where = ""
+            if origins and s.dest in image.origins:
+                where = "    ← " + ", ".join(str(o) for o in image.origins[s.dest])
+            lines.append(f"    {s.name:>{width}}: {text[0]}{where}")
+            lines += [f"    {'':>{width}}  {t}" for t in text[1:]]
+        if origins:
+            lines.append("")
+            lines.append("    FILES READ:")
+            lines += [f"    {p}" for p in image.files] or ["    (none)"]
+            if image.match_notes:
+                lines.append("")
+                lines.append("    SKIPPED BY [Match]:")
+                lines += [f"    {note}" for note in image.match_notes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cat_config(images: Sequence[LoadedImage]) -> str:
+    chunks: list[str] = []
+    for image in images:
+        for path in image.files:
+            chunks.append(f"# {path}\n{path.read_text().rstrip()}\n")
+    return "\n".join(chunks)
