@@ -1,0 +1,3 @@
+#!/bin/sh
+# never run by the configuration loader
+exit 0
