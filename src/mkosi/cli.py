@@ -145,7 +145,7 @@ class _SettingAction(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         s = self.setting
-        if self.const is not None and values is None:
+        if self.const is not None and not values:
             text = self.const
         else:
             text = "" if values is None else str(values)

@@ -38,6 +38,13 @@ class LoadedImage:
     def __getitem__(self, dest: str) -> Any:
         return self.values[dest]
 
+    def __getattr__(self, dest: str) -> Any:
+        # Settings by attribute name (``config.output_format``); typed as Any until the model is generated.
+        try:
+            return self.__dict__["values"][dest]
+        except KeyError:
+            raise AttributeError(dest) from None
+
 
 def find_configdir(directory: Path) -> Path:
     """The directory whose mkosi.conf is read: ``directory``, or its ``mkosi/`` subdirectory."""
@@ -66,6 +73,8 @@ def _load(
     args: Args, cli: CliValues, configdir: Path, state: ParseState, errors: list[MkosiError]
 ) -> list[LoadedImage]:
     state.parse_new_includes()
+    # Files included from the command line are not listed among the image's files (as in mkosi).
+    state.files = []
     with chdir(configdir):
         state.parse_one(configdir, profiles=True, local=True)
     main_values = state.finalize()

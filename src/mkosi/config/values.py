@@ -239,6 +239,7 @@ class Kind:
 
 @dataclasses.dataclass(frozen=True)
 class String(Kind):
+    nullable: bool = True
     globs: bool | None = None  # None: not matchable; False: exact match; True: fnmatch
     version_match: bool = False
     metavar: str = "STRING"
@@ -262,6 +263,7 @@ class String(Kind):
 
 @dataclasses.dataclass(frozen=True)
 class Filename(Kind):
+    nullable: bool = True
     hint: str = "a file name without slashes"
     metavar: str = "NAME"
 
@@ -405,6 +407,7 @@ class Integer(Kind):
 
 @dataclasses.dataclass(frozen=True)
 class Size(Kind):
+    nullable: bool = True
     metavar: str = "SIZE"
 
     def parse(self, text: str, old: Any) -> Any:

@@ -93,7 +93,8 @@ class ArtifactList(ListKind):
 
     def parse(self, text: str, old: Any) -> Any:
         if not text:
-            return None
+            # Not a reset: mkosi returns an empty list here, which appends nothing to earlier values.
+            return []
         flag = try_boolean(text)
         if flag is not None:
             return list(SPLIT_ARTIFACTS_YES if flag else SPLIT_ARTIFACTS_NO)
