@@ -76,7 +76,9 @@ def run(
         raise MkosiError(f"{what or argv[0]}: cannot execute {argv[0]}: {e.strerror}") from e
 
     assert proc.stderr is not None
-    reader = threading.Thread(target=_tee, args=(proc.stderr, keep, echo), daemon=True)
+    # Our thread owns stderr; hide it from communicate(), which would otherwise read it too.
+    errpipe, proc.stderr = proc.stderr, None
+    reader = threading.Thread(target=_tee, args=(errpipe, keep, echo), daemon=True)
     reader.start()
     try:
         out, _ = proc.communicate(data)
@@ -85,6 +87,7 @@ def run(
         proc.wait()
         raise
     reader.join()
+    errpipe.close()
     result: subprocess.CompletedProcess[bytes] = subprocess.CompletedProcess(
         argv, proc.returncode, out, "\n".join(keep).encode()
     )

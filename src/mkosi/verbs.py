@@ -47,7 +47,15 @@ def verb_genkey(args: Args, images: list[LoadedImage]) -> int:
     return 0
 
 
+def verb_build(args: Args, images: list[LoadedImage]) -> int:
+    from mkosi.build.runner import build_images
+
+    build_images(args, images)
+    return 0
+
+
 VERBS: dict[Verb, VerbFunction] = {
+    Verb.build: verb_build,
     Verb.summary: verb_summary,
     Verb.cat_config: verb_cat_config,
     Verb.genkey: verb_genkey,

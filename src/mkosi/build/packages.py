@@ -1,0 +1,78 @@
+"""Installing, removing and cleaning packages: the distribution module plus its package manager."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mkosi import distributions, log
+from mkosi.build.context import Context
+from mkosi.config.model import Architecture, Feature
+from mkosi.errors import MkosiError
+from mkosi.installers import apt
+from mkosi.installers.apt import AptSetup
+
+
+def wanted(ctx: Context) -> bool:
+    return bool(ctx.config.packages) or not ctx.config.base_trees
+
+
+def state_dir(ctx: Context) -> Path:
+    """Repository metadata: in the cache (reused across runs), else in the invocation's workspace."""
+    c = ctx.config
+    key = f"{c.distribution.value}~{c.release}~{c.architecture.value}"
+    base = ctx.cache_dir / "metadata" if ctx.cache_dir else ctx.shared.workspace / "metadata"
+    return base / key
+
+
+def setup(ctx: Context) -> AptSetup:
+    c = ctx.config
+    if c.architecture != Architecture.native():
+        raise MkosiError(
+            f"Architecture={c.architecture.value}: only the host's architecture "
+            f"({Architecture.native().value}) can be built here"
+        )
+    mod = distributions.module(c.distribution)
+    return mod.apt_setup(  # type: ignore[no-any-return]
+        ctx.root,
+        release=c.release,
+        cache_dir=ctx.package_cache_dir,
+        state_dir=state_dir(ctx),
+        arch=c.architecture.value,
+        mirror=c.mirror,
+        components=(*mod.default_components(), *c.repositories),
+        local_mirror=c.local_mirror,
+        snapshot=c.snapshot,
+        with_recommends=c.with_recommends,
+        with_docs=c.with_docs,
+        repository_key_check=c.repository_key_check,
+    )
+
+
+def sync_once(ctx: Context, s: AptSetup) -> None:
+    """Repository metadata is synced once per invocation and shared by every image using it."""
+    key = str(s.state_dir)
+    if key in ctx.shared.synced:
+        return
+    with log.step("Syncing repository metadata"):
+        apt.sync(s)
+    ctx.shared.synced[key] = s.state_dir
+
+
+def install(ctx: Context) -> None:
+    s = setup(ctx)
+    sync_once(ctx, s)
+    bootstrap = not (ctx.root / "var/lib/dpkg/status").exists()
+    apt.install(s, list(ctx.config.packages), bootstrap=bootstrap)
+    if ctx.config.remove_packages:
+        apt.remove(s, list(ctx.config.remove_packages))
+
+
+def clean_metadata(ctx: Context) -> None:
+    """``CleanPackageMetadata=``: ``auto`` removes it when the image cannot install packages later."""
+    policy = ctx.config.clean_package_metadata
+    if policy == Feature.auto:
+        # auto: keep the dpkg database when the package manager stays in the image.
+        dpkg = not (ctx.root / "usr/bin/apt").exists() and not (ctx.root / "usr/bin/dpkg").exists()
+    else:
+        dpkg = True
+    apt.clean_metadata(ctx.root, dpkg=dpkg)
