@@ -163,6 +163,11 @@ def compressor_shell(algorithm: str | None, level: int | None = None) -> str:
     return shlex.join(compressor_command(algorithm, level))
 
 
+def decompressor_shell(algorithm: str | None) -> str:
+    """:func:`decompressor_command` as one shell word list (for ``tar -I``)."""
+    return shlex.join(decompressor_command(algorithm))
+
+
 def _has_fd(f: IO[bytes]) -> bool:
     try:
         f.fileno()
@@ -173,6 +178,10 @@ def _has_fd(f: IO[bytes]) -> bool:
 
 def _pipe(cmd: list[str], src: IO[bytes], dst: IO[bytes], what: str) -> None:
     if _has_fd(src) and _has_fd(dst):
+        if src.seekable():
+            # The tool reads the descriptor: start it where the caller stopped reading, not after
+            # whatever the file object buffered ahead.
+            os.lseek(src.fileno(), src.tell(), os.SEEK_SET)
         dst.flush()
         run(cmd, stdin=src, stdout=dst, what=what)
         return

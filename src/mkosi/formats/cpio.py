@@ -347,13 +347,12 @@ def read_cpio(f: IO[bytes], *, with_data: bool = True) -> Iterator[CpioEntry]:
     """
     while True:
         magic = f.read(6)
-        while magic and magic.strip(b"\0") == b"":
-            # Padding after a trailer: skip NULs up to the next magic (4-byte aligned).
-            rest = magic.lstrip(b"\0")
-            if rest:
-                magic = rest + f.read(6 - len(rest))
-                break
-            magic = f.read(6)
+        while magic.startswith(b"\0"):  # padding after a trailer, up to the next archive
+            magic = magic.lstrip(b"\0")
+            more = f.read(6 - len(magic))
+            if not more:
+                return
+            magic += more
         if not magic:
             return
         if magic not in (b"070701", b"070702"):
