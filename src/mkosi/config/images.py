@@ -8,6 +8,10 @@ Rules (the manual's "BUILDING MULTIPLE IMAGES"):
 * main-only settings cannot be configured in a subimage;
 * ``Dependencies=`` of the main image selects the subimages to build (default: all that match); the order
   is dependencies first, the main image last; cycles and unknown names are errors.
+
+Two images are derived from built-in configurations (see :mod:`mkosi.config.builtin`): the default tools
+tree, which is not built like the other images and hangs off the main image (``LoadedImage.tools``), and
+the default initrd, an ordinary subimage added when some image lists ``default`` in ``Initrds=``.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import graphlib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mkosi.cli import Args, CliValues
+from mkosi.config import builtin
 from mkosi.config.loader import ParseState, chdir
 from mkosi.config.settings import BY_DEST, SETTINGS, Scope
 from mkosi.config.syntax import Origin
+from mkosi.config.values import try_boolean
 from mkosi.errors import ConfigErrors, MkosiError
 
 
@@ -34,6 +42,18 @@ class LoadedImage:
     files: list[Path]
     origins: dict[str, list[Origin]]
     match_notes: list[str]
+    #: The default tools tree (``ToolsTree=default``), on the main image only.
+    tools: LoadedImage | None = None
+
+    @classmethod
+    def from_state(cls, state: ParseState, values: dict[str, Any] | None = None) -> LoadedImage:
+        return cls(
+            state.image,
+            state.finalize() if values is None else values,
+            state.files,
+            state.origins,
+            state.match_notes,
+        )
 
     def __getitem__(self, dest: str) -> Any:
         return self.values[dest]
@@ -48,9 +68,18 @@ class LoadedImage:
 
 def find_configdir(directory: Path) -> Path:
     """The directory whose mkosi.conf is read: ``directory``, or its ``mkosi/`` subdirectory."""
-    if not (directory / "mkosi.conf").exists() and (directory / "mkosi/mkosi.conf").exists():
+    top = (directory / "mkosi.conf").exists() or (directory / "mkosi.tools.conf").exists()
+    sub = (directory / "mkosi/mkosi.conf").exists() or (directory / "mkosi/mkosi.tools.conf").exists()
+    if not top and sub:
         return directory / "mkosi"
     return directory
+
+
+def output_path(values: Mapping[str, Any]) -> Path:
+    """Where an image's artifact is written: its output directory (default: the configuration directory
+    of the current directory) plus ``Output=``, without extension."""
+    directory = Path(values["output_directory"] or find_configdir(Path.cwd()))
+    return directory / str(values["output"])
 
 
 def load(args: Args, cli: CliValues) -> list[LoadedImage]:
@@ -79,6 +108,24 @@ def _load(
         state.parse_one(configdir, profiles=True, local=True)
     main_values = state.finalize()
     errors += state.errors
+
+    # The default tools tree comes first: its path is the ToolsTree= that subimages and the initrd inherit.
+    tools: LoadedImage | None = None
+    tools_tree = main_values.get("tools_tree")
+    if tools_tree in (Path("default"), Path("yes")) and not errors:
+        if try_boolean(os.environ.get("MKOSI_IN_BOX", "")):
+            # Inside `mkosi box` the default tools tree is the one the box runs in.
+            if not (in_box := os.environ.get("MKOSI_DEFAULT_TOOLS_TREE_PATH")):
+                message = "$MKOSI_IN_BOX is set but $MKOSI_DEFAULT_TOOLS_TREE_PATH is not"
+                raise ConfigErrors([*errors, MkosiError(message)])
+            main_values["tools_tree"] = Path(in_box)
+        else:
+            tools_state = builtin.default_tools(state, main_values, configdir)
+            errors += tools_state.errors
+            tools = LoadedImage.from_state(tools_state)
+            main_values["tools_tree"] = output_path(tools.values)
+    elif tools_tree == Path("no"):
+        main_values["tools_tree"] = None
 
     explicit_dependencies = "dependencies" in state.cli or "dependencies" in state.config
     default_dependencies: list[str] = []
@@ -120,7 +167,7 @@ def _load(
         if not matched:
             state.match_notes += sub.match_notes
             continue
-        subimages.append(LoadedImage(name, sub.finalize(), sub.files, sub.origins, sub.match_notes))
+        subimages.append(LoadedImage.from_state(sub))
         default_dependencies.append(name)
 
     if not explicit_dependencies:
@@ -129,9 +176,32 @@ def _load(
     if errors:
         raise ConfigErrors(errors)
 
-    main = LoadedImage("main", main_values, state.files, state.origins, state.match_notes)
+    main = LoadedImage.from_state(state, main_values)
+    main.tools = tools
+
+    wanting = [image for image in [*subimages, main] if wants_default_initrd(image)]
+    if wanting:
+        initrd_state = builtin.default_initrd(state, main_values, configdir)
+        if initrd_state.errors:
+            raise ConfigErrors(initrd_state.errors)
+        initrd = LoadedImage.from_state(initrd_state)
+        for image in wanting:
+            use_default_initrd(image, initrd)
+        subimages.append(initrd)
+
     ordered = order_images(subimages, main["dependencies"])
     return [*ordered, main]
+
+
+def wants_default_initrd(image: LoadedImage) -> bool:
+    return Path("default") in image["initrds"]
+
+
+def use_default_initrd(image: LoadedImage, initrd: LoadedImage) -> None:
+    """Replace ``default`` in the image's Initrds= by the default initrd's artifact and depend on it."""
+    artifact = output_path(initrd.values)
+    image.values["initrds"] = [artifact if p == Path("default") else p for p in image["initrds"]]
+    image.values["dependencies"] = [*image["dependencies"], initrd.name]
 
 
 def order_images(images: list[LoadedImage], wanted: list[str]) -> list[LoadedImage]:

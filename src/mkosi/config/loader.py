@@ -9,7 +9,8 @@ lazily (``finalize``) because they may depend on other settings. This mirrors ho
   before that file;
 * ``mkosi.conf``, then ``mkosi.conf.d/*`` (files ending in ``.conf`` and directories, sorted), then the
   enabled profiles from ``mkosi.profiles/``;
-* ``Include=`` reads another file or directory at the point of the assignment, each path only once.
+* ``Include=`` reads another file or directory at the point of the assignment, each path only once; a
+  bare name like ``mkosi-initrd`` is one of the configurations that come with mkosi (``builtin.py``).
 
 Every assignment remembers its file and line (``origins``), and every ``[Match]`` that did not apply is
 recorded with the condition that failed (``match_notes``): ``summary --origins`` shows both.
@@ -386,11 +387,14 @@ class ParseState:
                 self.parse_new_includes()
 
     def parse_new_includes(self) -> None:
-        from mkosi.config.settings.config import BUILTIN_CONFIGS
+        from mkosi.config.builtin import resolve_include
 
         for p in [*(self.cli.get("include") or []), *(self.config.get("include") or [])]:
-            if str(p) in BUILTIN_CONFIGS:
-                self.error(f"Include={p}: the configurations that ship with upstream mkosi are not available")
+            # Built-in configurations (Include=mkosi-vm, ...) are directories shipped with this package.
+            try:
+                p = resolve_include(p)
+            except MkosiError as e:
+                self.error(f"Include={p}: {e}")
                 continue
             try:
                 st = p.stat()

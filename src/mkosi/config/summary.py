@@ -25,7 +25,8 @@ def image_json(image: LoadedImage) -> dict[str, Any]:
 
 
 def summary_json(images: Sequence[LoadedImage]) -> str:
-    document = {"Images": [image_json(i) for i in images], "Tools": None}
+    tools = images[-1].tools if images else None
+    document = {"Images": [image_json(i) for i in images], "Tools": image_json(tools) if tools else None}
     return json.dumps(document, indent=4, sort_keys=True)
 
 
