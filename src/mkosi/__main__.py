@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except SystemExit as e:  # argparse's --version
+        return e.code if isinstance(e.code, int) else 0
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line unless --debug
         if debug:
             traceback.print_exc()

@@ -307,7 +307,19 @@ def parse_args(argv: list[str]) -> tuple[Args, CliValues, argparse.ArgumentParse
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    ns = parser.parse_args(argv)
+    # Like mkosi, values on the command line are relative to the -C directory.
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    early.add_argument("-C", "--directory")
+    known, _ = early.parse_known_args(argv)
+    cwd = Path(known.directory) if known.directory else Path.cwd()
+    if not cwd.is_dir():
+        raise UsageError(f"-C {known.directory}: not a directory")
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        ns = parser.parse_args(argv)
+    finally:
+        os.chdir(old)
     try:
         verb = Verb(ns.verb)
     except ValueError:

@@ -104,6 +104,15 @@ class PathRules:
     constants: tuple[str, ...] = ()
 
     def parse(self, text: str) -> Path:
+        try:
+            return self._parse(text)
+        except (OSError, ValueError) as e:
+            if isinstance(e, ValueProblem):
+                raise
+            reason = getattr(e, "strerror", None) or e
+            raise ValueProblem(f"{text[:80]!r} is not a usable path: {reason}") from None
+
+    def _parse(self, text: str) -> Path:
         if text in self.constants:
             return Path(text)
         if self.expandvars:
@@ -440,7 +449,11 @@ class PathKind(Kind):
     def parse(self, text: str, old: Any) -> Any:
         if not text:
             return None
-        if self.keep_missing and not Path(text).exists():
+        try:
+            missing = self.keep_missing and not Path(text).exists()
+        except (OSError, ValueError):
+            missing = False  # let the rules report it
+        if missing:
             return Path(text)
         return self.rules.parse(text)
 

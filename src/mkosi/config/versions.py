@@ -35,7 +35,9 @@ def compare_versions(a: str, b: str) -> int:
             if cb != "~":
                 return -1
             i, j = i + 1, j + 1
-            continue
+            ca = a[i] if i < len(a) else ""
+            cb = b[j] if j < len(b) else ""
+        # When one string has ended, the longer one is newer.
         if not ca or not cb:
             return (ca > cb) - (ca < cb)
         # '-', '^' and '.' sort before anything else that is left.
@@ -75,6 +77,25 @@ def compare_versions(a: str, b: str) -> int:
         i, j = ie, je
 
 
+def _tokens(s: str) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c in string.digits:
+            j = _run(s, i, string.digits)
+            out.append(str(int(s[i:j])))
+        elif c in string.ascii_letters:
+            j = _run(s, i, string.ascii_letters)
+            out.append(s[i:j])
+        else:
+            j = i + 1
+            if c in _VALID:
+                out.append(c)
+        i = j
+    return out
+
+
 @functools.total_ordering
 class GenericVersion:
     """A version string that compares as the specification says."""
@@ -101,4 +122,5 @@ class GenericVersion:
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self.text)
+        # Versions that compare equal may be spelled differently ("1.01" and "1.1"): hash their tokens.
+        return hash(tuple(_tokens(self.text)))

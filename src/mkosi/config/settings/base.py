@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -95,7 +96,7 @@ class Setting:
     #: The attribute name on ``Config`` when ``snake(name)`` reads badly (``CPUs`` → ``cpus``).
     attr: str | None = None
 
-    @property
+    @functools.cached_property
     def dest(self) -> str:
         return self.attr or snake(self.name)
 
