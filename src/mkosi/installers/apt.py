@@ -403,12 +403,16 @@ def _apt_error(
 
 
 def _chroot_sandbox(setup: AptSetup, *, chroot: bool) -> Sandbox:
-    """dpkg inside the root: no network, package cache at /var/cache/apt/archives, services forbidden."""
+    """dpkg inside the root: no network, package cache at /var/cache/apt/archives, services forbidden,
+    no fsync()."""
     binds = (
         Bind(setup.archives, ARCHIVES_IN_ROOT, readonly=chroot),
         Bind(setup.state_dir / "policy-rc.d", Path("/usr/sbin/policy-rc.d"), readonly=True),
     )
-    return Sandbox(root=setup.root, chroot=chroot, binds=binds, network=False, env=_host_env(setup))
+    # The root is a build tree: a crash means a rebuild, so dpkg's fsync() after every step buys nothing.
+    return Sandbox(
+        root=setup.root, chroot=chroot, binds=binds, network=False, env=_host_env(setup), no_sync=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
