@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    # Also when started with SIGINT ignored (e.g. `mkosi &` from a script): an interrupt must reach us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     sys.exit(main())
 

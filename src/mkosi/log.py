@@ -33,10 +33,22 @@ class _Formatter(logging.Formatter):
         return f"‣ {msg}"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (tests and pagers replace it)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def setup(debug: bool = False, timing: bool = False) -> None:
     _state["debug"] = debug
     _state["timing"] = timing
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter())
     LOG.handlers[:] = [handler]
     LOG.setLevel(logging.DEBUG if debug else logging.INFO)

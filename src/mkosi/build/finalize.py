@@ -33,7 +33,7 @@ def _os_release_updates(ctx: Context) -> dict[str, str]:
         updates["IMAGE_VERSION"] = c.image_version
     if c.hostname:
         updates["DEFAULT_HOSTNAME"] = c.hostname
-    if (prefixes := (c.environment or {}).get("PORTABLE_PREFIXES")):
+    if prefixes := (c.environment or {}).get("PORTABLE_PREFIXES"):
         updates["PORTABLE_PREFIXES"] = prefixes
     return updates
 
@@ -110,3 +110,21 @@ def remove_files(ctx: Context) -> None:
                 shutil.rmtree(p)
             else:
                 p.unlink(missing_ok=True)
+
+
+#: Files the package manager writes with the time of the build in them.
+BUILD_LOGS = (
+    "var/log/dpkg.log",
+    "var/log/alternatives.log",
+    "var/log/bootstrap.log",
+    "var/log/apt/history.log",
+    "var/log/apt/term.log",
+    "var/log/apt/eipp.log.xz",
+    "var/cache/ldconfig/aux-cache",
+)
+
+
+def remove_build_logs(ctx: Context) -> None:
+    """With SOURCE_DATE_EPOCH, drop logs and caches that record when the build ran (reproducibility)."""
+    for rel in BUILD_LOGS:
+        (ctx.root / rel).unlink(missing_ok=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from mkosi import distributions, log
+from mkosi.build import localrepo
 from mkosi.build.context import Context
 from mkosi.config.model import Architecture, Feature
 from mkosi.errors import MkosiError
@@ -45,6 +47,7 @@ def setup(ctx: Context) -> AptSetup:
         with_recommends=c.with_recommends,
         with_docs=c.with_docs,
         repository_key_check=c.repository_key_check,
+        extra_sources=localrepo.sources(ctx),
     )
 
 
@@ -61,10 +64,29 @@ def sync_once(ctx: Context, s: AptSetup) -> None:
 def install(ctx: Context) -> None:
     s = setup(ctx)
     sync_once(ctx, s)
+    localrepo.sync(ctx, s)
     bootstrap = not (ctx.root / "var/lib/dpkg/status").exists()
     apt.install(s, list(ctx.config.packages), bootstrap=bootstrap)
-    if ctx.config.remove_packages:
-        apt.remove(s, list(ctx.config.remove_packages))
+
+
+def synced_setup(ctx: Context, root: Path | None = None) -> AptSetup:
+    """An :class:`AptSetup` for ``root`` (default: the image's) with the repository metadata up to date."""
+    s = setup(ctx)
+    if root is not None:
+        s = dataclasses.replace(s, root=root)
+    sync_once(ctx, s)
+    localrepo.sync(ctx, s)
+    return s
+
+
+def install_volatile(ctx: Context) -> None:
+    """``VolatilePackages=``: installed after the build scripts (which may have built them)."""
+    apt.install(synced_setup(ctx), list(ctx.config.volatile_packages))
+
+
+def remove(ctx: Context) -> None:
+    """``RemovePackages=``: purged after the post-installation scripts ran."""
+    apt.remove(setup(ctx), list(ctx.config.remove_packages))
 
 
 def clean_metadata(ctx: Context) -> None:

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mkosi.build.cache as cache
 from mkosi import log
+from mkosi.build.checks import preflight
 from mkosi.build.context import Context, Shared
 from mkosi.build.pipeline import run_steps
 from mkosi.cli import Args
@@ -23,9 +25,7 @@ def output_dir(args: Args, config: Any) -> Path:
 
 
 def planned_outputs(args: Args, images: list[Any]) -> list[Path]:
-    return [
-        output_dir(args, c) / output_name(c) for c in images if c.output_format != OutputFormat.none
-    ]
+    return [output_dir(args, c) / output_name(c) for c in images if c.output_format != OutputFormat.none]
 
 
 def remove_path(path: Path) -> None:
@@ -54,6 +54,8 @@ def check_outputs(args: Args, images: list[Any]) -> None:
             if not os.access(parent, os.W_OK):
                 raise MkosiError(f"OutputDirectory={out}: cannot be created ({parent} is not writable)")
     for config in images:
+        if args.force >= 2:
+            cache.remove_for_rebuild(args, config)
         if config.output_format == OutputFormat.none:
             continue
         if args.force >= 3 and config.package_cache_directory:
@@ -82,6 +84,7 @@ def workspace_parent(args: Args, images: list[Any]) -> Path:
 
 
 def build_images(args: Args, images: list[Any]) -> None:
+    preflight(images)
     check_outputs(args, images)
     parent = workspace_parent(args, images)
     parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +93,7 @@ def build_images(args: Args, images: list[Any]) -> None:
     start = time.monotonic()
     succeeded = False
     try:
+        cache_plan = cache.plan_for(args, images, shared)
         for config in images:
             if config.output_format == OutputFormat.none and not config.packages:
                 log.info(f"Skipping image {config.name}: Format=none")
@@ -97,6 +101,7 @@ def build_images(args: Args, images: list[Any]) -> None:
             log.info(f"Building image {config.name}")
             ctx = Context(args=args, config=config, shared=shared, workspace=workspace / config.name)
             ctx.workspace.mkdir()
+            ctx.facts[cache.PLAN] = cache_plan
             run_steps(ctx)
             out = output_dir(args, config)
             for name, path in ctx.artifacts.items():

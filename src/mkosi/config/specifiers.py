@@ -83,9 +83,7 @@ def expand(
             fn, depends = COMPUTED[letter]
             ns = computed_context(depends)
             if isinstance(ns, str):
-                warn(
-                    f"{path.absolute()}: {ns}, needed by %{letter} in {text}, is not set yet, ignoring"
-                )
+                warn(f"{path.absolute()}: {ns}, needed by %{letter} in {text}, is not set yet, ignoring")
                 continue
             out.append(fn(ns, path))
             continue

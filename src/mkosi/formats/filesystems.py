@@ -286,7 +286,8 @@ def _ext4_fixups(job: _Job) -> None:
                 log.debug(f"{job.out.name}: cannot name {path!r} in debugfs, its times stay as copied")
                 continue
             t = min(st.st_mtime_ns // 1_000_000_000, epoch)
-            cmds += [f'sif "{path}" {field} {t}' for field in ("mtime", "atime", "ctime")]
+            # "@N" is seconds since the epoch; a bare number would be read as a date (YYYYMMDD...).
+            cmds += [f'sif "{path}" {field} @{t}' for field in ("mtime", "atime", "ctime")]
     with tempfile.NamedTemporaryFile("w", prefix="debugfs-", suffix=".cmds") as f:
         f.write("\n".join(cmds) + "\n")
         f.flush()

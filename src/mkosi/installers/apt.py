@@ -21,6 +21,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import fcntl
 import os
 import re
 import shutil
@@ -320,6 +321,24 @@ def _reading(out: _Output) -> Iterator[IO[bytes]]:
         log.progress_done()
 
 
+@contextlib.contextmanager
+def _shared_locks(setup: AptSetup, wanted: bool) -> Iterator[None]:
+    """Wait for other mkosi runs that use the same package cache or metadata (apt itself would fail)."""
+    if not wanted:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        for directory in (setup.cache_dir, setup.state_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+            f = stack.enter_context(open(directory / ".mkosi.lock", "w"))
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info(f"Waiting for another mkosi using {directory}")
+                fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def _apt(
     setup: AptSetup,
     args: Sequence[str],
@@ -346,7 +365,8 @@ def _apt(
             "-o", f"Dir::Cache::Archives={root / 'var/cache/apt/archives'}/",
             "-o", "Debug::NoLocking=true",
         ]  # fmt: skip
-    with _reading(out) as stdout:
+    writes_shared = sandbox is None and ("update" in args or "--download-only" in args)
+    with _shared_locks(setup, writes_shared), _reading(out) as stdout:
         result = run(
             cmd,
             env=env,
@@ -485,10 +505,13 @@ def _extract(setup: AptSetup, debs: Sequence[Path]) -> None:
     excludes = ""
     if not setup.with_docs:
         excludes = " ".join(f"--exclude='./usr/share/{d}/*'" for d in ("doc", "man", "info"))
+    # --touch: directories shared by packages unpacked in parallel would otherwise keep whichever package's
+    # time landed last (not reproducible); extraction times are clamped by SOURCE_DATE_EPOCH later, and dpkg
+    # gives files their real times when it installs the same packages properly.
     script = (
         'root="$1"; shift; for deb; do '
         'dpkg-deb --fsys-tarfile "$deb" | '
-        f'tar -x -p --numeric-owner --keep-directory-symlink -C "$root" {excludes} || exit 1; done'
+        f'tar -x -p --touch --numeric-owner --keep-directory-symlink -C "$root" {excludes} || exit 1; done'
     )
     workers = max(1, min(4, os.cpu_count() or 1))
     chunks = [list(debs[i::workers]) for i in range(workers)]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from mkosi.build.context import Context
 from mkosi.config.model import OutputFormat
 from mkosi.errors import MkosiError
-from mkosi.outputs import cpio, directory, tar
+from mkosi.outputs import cpio, directory, disk, extension, tar
 
 Writer = Callable[[Context], None]
 
@@ -15,6 +15,10 @@ WRITERS: dict[OutputFormat, Writer] = {
     OutputFormat.directory: directory.write,
     OutputFormat.tar: tar.write,
     OutputFormat.cpio: cpio.write,
+    OutputFormat.disk: disk.write,
+    OutputFormat.sysext: extension.write,
+    OutputFormat.confext: extension.write,
+    OutputFormat.portable: extension.write,
 }
 
 
