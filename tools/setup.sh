@@ -11,7 +11,7 @@ PACKAGES=(
     apt dpkg debian-archive-keyring ca-certificates
     util-linux fdisk gdisk cpio zstd xz-utils lz4 gzip bzip2 tar
     e2fsprogs btrfs-progs xfsprogs dosfstools mtools erofs-utils squashfs-tools
-    cryptsetup-bin openssl
+    cryptsetup-bin openssl gnupg
     systemd-container
     qemu-system-x86 qemu-utils
 )
