@@ -180,7 +180,11 @@ def test_conformance(
     if HOST_MISMATCH:
         pytest.skip(HOST_MISMATCH)
     if fixture.corpus and not fixture.source.is_dir():
-        pytest.skip(f"corpus tree {fixture.source} is not available (set MKOSI_CONFORMANCE_CORPUS)")
+        pytest.fail(
+            f"corpus tree {fixture.source} is not available (shared/ beside the repository, or set "
+            "MKOSI_CONFORMANCE_CORPUS)",
+            pytrace=False,
+        )
     if not fixture.expected_json.exists():
         pytest.fail(f"{fixture.expected_json} is missing: run tests/conformance/regenerate.py", pytrace=False)
 

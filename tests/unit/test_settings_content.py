@@ -2,8 +2,7 @@
 """The [Content] settings: the table against facts checked once (tests/data/settings-content.json), and
 every setting's parsing and JSON against the reference mkosi, run in a subprocess.
 
-The reference is found at $MKOSI_REFERENCE_PYTHONPATH, /var/tmp/mkosi-reference/usr/lib/python3/dist-packages
-or /opt/ref/root/usr/lib/python3/dist-packages (tools/reference-mkosi.sh fetches it).
+refdiff.py finds the reference (tools/reference-mkosi.sh fetches it) and runs it.
 
 Regenerate the fixture (after checking the diff by hand) with:
 
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -22,32 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import refdiff
 
 from mkosi.config.model import Distribution, OutputFormat
 from mkosi.config.settings import content
 from mkosi.config.settings.base import Setting
 from mkosi.config.values import Feature, ValueProblem
 
-FIXTURE = Path(__file__).resolve().parent.parent / "data" / "settings-content.json"
 SECTION = "Content"
-REFERENCE_CANDIDATES = (
-    Path("/var/tmp/mkosi-reference/usr/lib/python3/dist-packages"),
-    Path("/opt/ref/root/usr/lib/python3/dist-packages"),
-)
-
-
-def reference_pythonpath() -> Path:
-    candidates = list(REFERENCE_CANDIDATES)
-    if p := os.environ.get("MKOSI_REFERENCE_PYTHONPATH"):
-        candidates.insert(0, Path(p))
-    for candidate in candidates:
-        if (candidate / "mkosi" / "config.py").is_file():
-            return candidate
-    pytest.fail(
-        "no reference mkosi found (looked in $MKOSI_REFERENCE_PYTHONPATH and "
-        + ", ".join(map(str, REFERENCE_CANDIDATES))
-        + "); run tools/reference-mkosi.sh first"
-    )
+FIXTURE = refdiff.fixture_path(SECTION)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -116,20 +97,8 @@ REFERENCE_HELPER = textwrap.dedent(
 
 
 def run_reference(request: dict[str, Any], cwd: Path) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(reference_pythonpath()))
-    env.pop("SOURCE_DATE_EPOCH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", REFERENCE_HELPER],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
-    assert proc.returncode == 0, f"reference helper failed:\n{proc.stderr}"
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    return refdiff.run_reference(REFERENCE_HELPER, request, cwd, env)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,10 +289,8 @@ def make_tree(root: Path) -> None:
 
 def ours(name: str, texts: list[str]) -> dict[str, Any]:
     setting = by_name(name)
-    value: Any = None
     try:
-        for text in texts:
-            value = setting.kind.parse(text, value)
+        value = refdiff.parse(setting, texts)
     except ValueProblem as e:
         return {"error": "die", "message": str(e)}
     return {"value": setting.kind.to_json(value)}
@@ -337,8 +304,7 @@ def by_name(name: str) -> Setting:
 
 
 def load_fixture() -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = json.loads(FIXTURE.read_text())
-    return data
+    return refdiff.load_facts(SECTION)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -356,20 +322,8 @@ FACTS = load_fixture() if FIXTURE.exists() else []
 @pytest.mark.parametrize("fact", FACTS, ids=lambda f: str(f["name"]))
 def test_setting_matches_facts(fact: dict[str, Any]) -> None:
     s = by_name(fact["name"])
-    assert s.section == fact["section"] == SECTION
-    assert s.scope.value == fact["scope"]
-    assert s.short == fact["short"]
-    assert s.long_option == fact["long"]
-    assert list(s.long_aliases) == fact["long_aliases"]
-    assert list(s.old_names) == fact["old_names"]
-    assert s.specifier == fact["specifier"]
-    assert list(s.paths) == fact["paths"]
-    assert list(s.path_globs) == fact["path_globs"]
-    assert s.path_read_text == fact["path_read_text"]
-    assert s.path_secret == fact["path_secret"]
-    assert s.tools == fact["tools"]
+    refdiff.check_facts(s, fact, SECTION)
     assert s.match == fact["match"]
-    assert s.matchable == fact["match"]
     assert s.dest == fact["dest"]
     assert s.kind.nullable == fact["reset_is_empty"]
     assert (s.default_factory is not None) == fact["default_factory"]
@@ -379,7 +333,6 @@ def test_setting_matches_facts(fact: dict[str, Any]) -> None:
         default = s.default if s.default is not None else s.kind.unset()
         expected = fact["default"] if fact["default"] is not None else fact["unset"]
         assert s.kind.to_json(default) == expected
-    assert s.help and "\n" not in s.help
 
 
 def test_shared_values_are_shown_once() -> None:

@@ -1,21 +1,26 @@
 """Debian: releases, mirrors, repositories, keyrings and the apt setup for a root.
 
 Every distribution module offers the same module-level names so a registry keyed by the Distribution enum
-can call them: ``NAME``, ``PACKAGE_MANAGER``, ``default_release()``, ``default_mirror()``,
-``default_components()``, ``architecture()``, ``repositories()``, ``keyrings()``, ``essential_packages()``,
-``merged_usr()``, ``default_filesystem()``, ``kernel_packages()`` and ``apt_setup()``.
+can call them: ``NAME``, ``PACKAGE_MANAGER``, ``SNAPSHOTS``, ``default_release()``, ``default_mirror()``,
+``default_components()``, ``architecture()``, ``has_updates()``, ``archives()``, ``repositories()``,
+``keyrings()``, ``essential_packages()``, ``merged_usr()``, ``default_filesystem()``, ``kernel_packages()``
+and ``apt_setup()``. ``repositories()`` and ``apt_setup()`` are :mod:`mkosi.distributions.apt_based`'s,
+bound to the module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import sys
 from pathlib import Path
 
+from mkosi.distributions import apt_based
 from mkosi.errors import MkosiError
-from mkosi.installers.apt import AptSetup, Repository
 
 NAME = "debian"
 PACKAGE_MANAGER = "apt"
+# Snapshot= is snapshot.debian.org's.
+SNAPSHOTS = True
 
 # When the host is not Debian. bookworm (12) became oldstable when trixie (13) was released.
 STABLE = "trixie"
@@ -138,74 +143,21 @@ def has_updates(release: str) -> bool:
     return release not in ROLLING
 
 
-def repositories(
-    release: str,
-    *,
-    mirror: str | None = None,
-    components: Sequence[str] = (),
-    local_mirror: str | None = None,
-    snapshot: str | None = None,
-    keyring: Sequence[Path] | None = None,
-    trusted: bool = False,
-) -> tuple[Repository, ...]:
-    """The repositories for ``release``: release, release-updates and release-security (not for sid).
-
-    ``local_mirror`` replaces everything with that one repository. ``snapshot`` (a snapshot.debian.org
-    timestamp such as 20240101T000000Z) points both archives at that snapshot.
-    """
-    comps = tuple(components) or default_components()
-    keys = tuple(keyring) if keyring is not None else keyrings(release)
-    if local_mirror:
-        return (Repository(local_mirror, (release,), comps, keys, trusted),)
+def archives(*, mirror: str | None, snapshot: str | None, arch: str) -> tuple[str, str]:
+    """The main archive and debian-security; ``snapshot`` (a snapshot.debian.org timestamp such as
+    20240101T000000Z) points both at that snapshot."""
     if snapshot:
-        main = f"{SNAPSHOT_MIRROR}/debian/{snapshot}"
-        security = f"{SNAPSHOT_MIRROR}/debian-security/{snapshot}"
-    else:
-        main = mirror or default_mirror()
-        security = SECURITY_MIRROR
-    if not has_updates(release):
-        return (Repository(main, (release,), comps, keys, trusted),)
-    repos = [Repository(main, (release, f"{release}-updates"), comps, keys, trusted)]
+        return f"{SNAPSHOT_MIRROR}/debian/{snapshot}", f"{SNAPSHOT_MIRROR}/debian-security/{snapshot}"
     # Most mirrors do not carry debian-security: it always comes from Debian's own address.
-    repos.append(Repository(security, (f"{release}-security",), comps, keys, trusted))
-    return tuple(repos)
+    return mirror or default_mirror(arch), SECURITY_MIRROR
 
 
-def apt_setup(
-    root: Path,
-    *,
-    release: str,
-    cache_dir: Path,
-    state_dir: Path,
-    arch: str = "x86-64",
-    mirror: str | None = None,
-    components: Sequence[str] = (),
-    local_mirror: str | None = None,
-    snapshot: str | None = None,
-    extra_sources: Sequence[str] = (),
-    with_recommends: bool = False,
-    with_docs: bool = True,
-    repository_key_check: bool = True,
-) -> AptSetup:
-    """An :class:`AptSetup` for a Debian root built from explicit values."""
-    return AptSetup(
-        root=root,
-        repositories=repositories(
-            release,
-            mirror=mirror,
-            components=components,
-            local_mirror=local_mirror,
-            snapshot=snapshot,
-            trusted=not repository_key_check,
-        ),
-        cache_dir=cache_dir,
-        state_dir=state_dir,
-        architecture=architecture(arch),
-        with_recommends=with_recommends,
-        with_docs=with_docs,
-        repository_key_check=repository_key_check,
-        snapshot=snapshot is not None,
-        essential=essential_packages(release),
-        merged_usr=merged_usr(release),
-        extra_sources=tuple(extra_sources),
-    )
+#: The repositories for a release: release, release-updates and release-security (not for sid), or only
+#: ``local_mirror``: ``repositories(release, *, mirror=None, components=(), local_mirror=None, snapshot=None,
+#: keyring=None, trusted=False, arch="x86-64")``.
+repositories = functools.partial(apt_based.repositories, sys.modules[__name__])
+
+#: An :class:`AptSetup` for a Debian root built from explicit values: ``apt_setup(root, *, release,
+#: cache_dir, state_dir, arch="x86-64", mirror=None, components=(), local_mirror=None, snapshot=None,
+#: extra_sources=(), with_recommends=False, with_docs=True, repository_key_check=True)``.
+apt_setup = functools.partial(apt_based.apt_setup, sys.modules[__name__])

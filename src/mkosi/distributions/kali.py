@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import sys
 from pathlib import Path
 
-from mkosi.distributions import debian
-from mkosi.installers.apt import AptSetup, Repository
+from mkosi.distributions import apt_based, debian
 
 NAME = "kali"
 PACKAGE_MANAGER = "apt"
+# Snapshot= is ignored: Kali has no snapshot archive.
+SNAPSHOTS = False
 
 RELEASE = "kali-rolling"
 MIRROR = "http://http.kali.org/kali"
@@ -24,16 +26,11 @@ def default_mirror(architecture: str = "x86-64") -> str:
     return MIRROR
 
 
-def default_components() -> tuple[str, ...]:
-    return ("main",)
-
-
-def default_filesystem() -> str:
-    return "ext4"
-
-
-def architecture(arch: str) -> str:
-    return debian.architecture(arch)
+# As Debian's.
+default_components = debian.default_components
+default_filesystem = debian.default_filesystem
+architecture = debian.architecture
+kernel_packages = debian.kernel_packages
 
 
 def keyrings(release: str) -> tuple[Path, ...]:
@@ -48,60 +45,18 @@ def merged_usr(release: str) -> bool:
     return True
 
 
-def kernel_packages(arch: str) -> tuple[str, ...]:
-    return debian.kernel_packages(arch)
+def has_updates(release: str) -> bool:
+    """Kali has no separate updates or security suites."""
+    return False
 
 
-def repositories(
-    release: str,
-    *,
-    mirror: str | None = None,
-    components: Sequence[str] = (),
-    local_mirror: str | None = None,
-    snapshot: str | None = None,
-    keyring: Sequence[Path] | None = None,
-    trusted: bool = False,
-) -> tuple[Repository, ...]:
-    """One repository: Kali has no separate updates or security suites."""
-    comps = tuple(components) or default_components()
-    keys = tuple(keyring) if keyring is not None else keyrings(release)
-    url = local_mirror or mirror or default_mirror()
-    return (Repository(url, (release,), comps, keys, trusted),)
+def archives(*, mirror: str | None, snapshot: str | None, arch: str) -> tuple[str, str]:
+    url = mirror or default_mirror(arch)
+    return url, url
 
 
-def apt_setup(
-    root: Path,
-    *,
-    release: str,
-    cache_dir: Path,
-    state_dir: Path,
-    arch: str = "x86-64",
-    mirror: str | None = None,
-    components: Sequence[str] = (),
-    local_mirror: str | None = None,
-    snapshot: str | None = None,
-    extra_sources: Sequence[str] = (),
-    with_recommends: bool = False,
-    with_docs: bool = True,
-    repository_key_check: bool = True,
-) -> AptSetup:
-    return AptSetup(
-        root=root,
-        repositories=repositories(
-            release,
-            mirror=mirror,
-            components=components,
-            local_mirror=local_mirror,
-            trusted=not repository_key_check,
-        ),
-        cache_dir=cache_dir,
-        state_dir=state_dir,
-        architecture=architecture(arch),
-        with_recommends=with_recommends,
-        with_docs=with_docs,
-        repository_key_check=repository_key_check,
-        snapshot=False,
-        essential=essential_packages(release),
-        merged_usr=merged_usr(release),
-        extra_sources=tuple(extra_sources),
-    )
+#: One repository (see :func:`mkosi.distributions.debian.repositories`).
+repositories = functools.partial(apt_based.repositories, sys.modules[__name__])
+
+#: An :class:`AptSetup` for a Kali root (see :func:`mkosi.distributions.debian.apt_setup`).
+apt_setup = functools.partial(apt_based.apt_setup, sys.modules[__name__])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import sys
 from pathlib import Path
 
-from mkosi.distributions import debian
-from mkosi.installers.apt import AptSetup, Repository
+from mkosi.distributions import apt_based, debian
 
 NAME = "ubuntu"
 PACKAGE_MANAGER = "apt"
+# Snapshot= is snapshot.ubuntu.com's.
+SNAPSHOTS = True
 
 LTS = "noble"
 MIRROR = "http://archive.ubuntu.com/ubuntu"
@@ -33,16 +35,10 @@ def default_mirror(architecture: str = "x86-64") -> str:
     return MIRROR if architecture in ("x86-64", "x86", "amd64", "i386") else PORTS_MIRROR
 
 
-def default_components() -> tuple[str, ...]:
-    return ("main",)
-
-
-def default_filesystem() -> str:
-    return "ext4"
-
-
-def architecture(arch: str) -> str:
-    return debian.architecture(arch)
+# As Debian's.
+default_components = debian.default_components
+default_filesystem = debian.default_filesystem
+architecture = debian.architecture
 
 
 def keyrings(release: str) -> tuple[Path, ...]:
@@ -61,71 +57,22 @@ def kernel_packages(arch: str) -> tuple[str, ...]:
     return ("linux-image-generic",)
 
 
-def repositories(
-    release: str,
-    *,
-    mirror: str | None = None,
-    components: Sequence[str] = (),
-    local_mirror: str | None = None,
-    snapshot: str | None = None,
-    keyring: Sequence[Path] | None = None,
-    trusted: bool = False,
-    arch: str = "x86-64",
-) -> tuple[Repository, ...]:
-    """release and release-updates from the mirror, release-security from Ubuntu's security archive."""
-    comps = tuple(components) or default_components()
-    keys = tuple(keyring) if keyring is not None else keyrings(release)
-    if local_mirror:
-        return (Repository(local_mirror, (release,), comps, keys, trusted),)
+def has_updates(release: str) -> bool:
+    return release not in ROLLING
+
+
+def archives(*, mirror: str | None, snapshot: str | None, arch: str) -> tuple[str, str]:
+    """The mirror, and Ubuntu's security archive unless a mirror (or ports) is used for both."""
     if snapshot:
         main = f"https://snapshot.ubuntu.com/ubuntu/{snapshot}"
-        security = main
-    else:
-        main = mirror or default_mirror(arch)
-        security = mirror or (SECURITY_MIRROR if main == MIRROR else main)
-    if release in ROLLING:
-        return (Repository(main, (release,), comps, keys, trusted),)
-    return (
-        Repository(main, (release, f"{release}-updates"), comps, keys, trusted),
-        Repository(security, (f"{release}-security",), comps, keys, trusted),
-    )
+        return main, main
+    main = mirror or default_mirror(arch)
+    return main, mirror or (SECURITY_MIRROR if main == MIRROR else main)
 
 
-def apt_setup(
-    root: Path,
-    *,
-    release: str,
-    cache_dir: Path,
-    state_dir: Path,
-    arch: str = "x86-64",
-    mirror: str | None = None,
-    components: Sequence[str] = (),
-    local_mirror: str | None = None,
-    snapshot: str | None = None,
-    extra_sources: Sequence[str] = (),
-    with_recommends: bool = False,
-    with_docs: bool = True,
-    repository_key_check: bool = True,
-) -> AptSetup:
-    return AptSetup(
-        root=root,
-        repositories=repositories(
-            release,
-            mirror=mirror,
-            components=components,
-            local_mirror=local_mirror,
-            snapshot=snapshot,
-            trusted=not repository_key_check,
-            arch=arch,
-        ),
-        cache_dir=cache_dir,
-        state_dir=state_dir,
-        architecture=architecture(arch),
-        with_recommends=with_recommends,
-        with_docs=with_docs,
-        repository_key_check=repository_key_check,
-        snapshot=snapshot is not None,
-        essential=essential_packages(release),
-        merged_usr=merged_usr(release),
-        extra_sources=tuple(extra_sources),
-    )
+#: release and release-updates from the mirror, release-security from Ubuntu's security archive (see
+#: :func:`mkosi.distributions.debian.repositories`).
+repositories = functools.partial(apt_based.repositories, sys.modules[__name__])
+
+#: An :class:`AptSetup` for an Ubuntu root (see :func:`mkosi.distributions.debian.apt_setup`).
+apt_setup = functools.partial(apt_based.apt_setup, sys.modules[__name__])
