@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # ones the tests use as independent consumers of what we write.
 PACKAGES=(
     python3 python3-venv python3-pip
-    apt dpkg debian-archive-keyring ca-certificates
+    apt dpkg dpkg-dev debian-archive-keyring ca-certificates
     util-linux fdisk gdisk cpio zstd xz-utils lz4 gzip bzip2 tar
     e2fsprogs btrfs-progs xfsprogs dosfstools mtools erofs-utils squashfs-tools
     cryptsetup-bin openssl gnupg

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from mkosi import distributions, log
-from mkosi.build import localrepo
+from mkosi.build import localrepo, sandboxtrees
 from mkosi.build.context import Context
 from mkosi.config.model import Architecture, Feature
 from mkosi.errors import MkosiError
@@ -22,6 +22,8 @@ def state_dir(ctx: Context) -> Path:
     """Repository metadata: in the cache (reused across runs), else in the invocation's workspace."""
     c = ctx.config
     key = f"{c.distribution.value}~{c.release}~{c.architecture.value}"
+    if digest := sandboxtrees.apt_digest(sandboxtrees.assemble(ctx)):
+        key += f"~sandbox-{digest}"  # other sources, other metadata
     base = ctx.cache_dir / "metadata" if ctx.cache_dir else ctx.shared.workspace / "metadata"
     return base / key
 
@@ -34,7 +36,7 @@ def setup(ctx: Context) -> AptSetup:
             f"({Architecture.native().value}) can be built here"
         )
     mod = distributions.module(c.distribution)
-    return mod.apt_setup(  # type: ignore[no-any-return]
+    s: AptSetup = mod.apt_setup(
         ctx.root,
         release=c.release,
         cache_dir=ctx.package_cache_dir,
@@ -49,6 +51,8 @@ def setup(ctx: Context) -> AptSetup:
         repository_key_check=c.repository_key_check,
         extra_sources=localrepo.sources(ctx),
     )
+    # SandboxTrees=: their etc/apt (sources, keys, apt.conf.d, preferences) is honoured by apt.
+    return dataclasses.replace(s, sandbox_tree=sandboxtrees.assemble(ctx))
 
 
 def sync_once(ctx: Context, s: AptSetup) -> None:

@@ -19,6 +19,7 @@ import mkosi.build.configure as configure
 import mkosi.build.finalize as finalize
 import mkosi.build.localrepo as localrepo
 import mkosi.build.packages as packages
+import mkosi.build.sandboxtrees as sandboxtrees
 import mkosi.build.scripts as scripts
 import mkosi.build.trees as trees
 from mkosi import log
@@ -52,12 +53,12 @@ def install_base_trees(ctx: Context) -> None:
 
 def install_skeleton_trees(ctx: Context) -> None:
     for tree in ctx.config.skeleton_trees:
-        trees.merge_tree(tree.source, ctx.root, target=tree.target)
+        trees.install_tree(tree.source, ctx.root, tree.target)
 
 
 def install_extra_trees(ctx: Context) -> None:
     for tree in ctx.config.extra_trees:
-        trees.merge_tree(tree.source, ctx.root, target=tree.target)
+        trees.install_tree(tree.source, ctx.root, tree.target)
 
 
 def clean_package_metadata(ctx: Context) -> None:
@@ -85,6 +86,7 @@ def _has(attr: str) -> Callable[[Context], bool]:
 
 
 STEPS: list[Step] = [
+    Step("Copying in sandbox trees", sandboxtrees.install, when=sandboxtrees.wanted),
     Step("Running sync scripts", scripts.run_sync_scripts, when=_has("sync_scripts")),
     # Incremental=: the steps up to the prepare scripts are skipped when the root comes from the cache.
     Step("Checking the incremental cache", cache.restore, when=cache.wants_restore),

@@ -100,7 +100,7 @@ def build_images(args: Args, images: list[Any]) -> None:
                 continue
             log.info(f"Building image {config.name}")
             ctx = Context(args=args, config=config, shared=shared, workspace=workspace / config.name)
-            ctx.workspace.mkdir()
+            ctx.workspace.mkdir(exist_ok=True)
             ctx.facts[cache.PLAN] = cache_plan
             run_steps(ctx)
             out = output_dir(args, config)

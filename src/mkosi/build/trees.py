@@ -5,6 +5,7 @@
   optionally below a target directory. A directory in the tree that meets a symlink to a directory in the
   root (``lib`` → ``usr/lib`` on merged-/usr systems) is merged into the symlink's target, resolved inside
   the root (never on the host); the root's own top directory keeps its mode, owner and timestamps;
+* :func:`install_tree` — skeleton, extra and sandbox trees with the manual's ownership rule;
 * :func:`extract_tree` — base trees into a (usually empty) root, whose top directory takes the tree's;
 * :func:`overlay_difference` — strips from a root what its base trees already contain;
 * :func:`tar_directory` — deterministic (optionally compressed) tar archives with GNU tar;
@@ -300,6 +301,13 @@ def merge_tree(src: Path, root: Path, *, target: Path | str | None = None, prese
     (mode 0755) if missing. ``preserve=False`` leaves files owned by the caller (no xattrs either).
     """
     _apply_tree(src, root, Path(target) if target else None, preserve=preserve, keep_top=True)
+
+
+def install_tree(src: Path, root: Path, target: Path | str | None = None) -> None:
+    """A skeleton, extra or sandbox tree: a directory's files become owned by root (the caller), a tar
+    archive keeps the ownership it records — the manual: "When using the directory, file ownership is not
+    preserved: all files copied will be owned by root. To preserve ownership, use a tar archive"."""
+    merge_tree(src, root, target=target, preserve=not Path(src).is_dir())
 
 
 def extract_tree(src: Path, root: Path, *, preserve: bool = True) -> None:

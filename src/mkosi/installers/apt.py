@@ -93,6 +93,8 @@ class AptSetup:
     metadata; images that use the same repositories can share it, so metadata is synced once.
     ``essential`` is what a bootstrap installs before anything else (apt patterns allowed).
     ``extra_sources`` are one-line ``deb …`` entries added verbatim.
+    ``sandbox_tree`` is the merged ``SandboxTrees=``: its ``etc/apt`` (sources, keys, apt.conf.d,
+    preferences) is honoured (see :mod:`mkosi.build.sandboxtrees`).
     """
 
     root: Path
@@ -107,11 +109,21 @@ class AptSetup:
     essential: tuple[str, ...] = ("?essential",)
     merged_usr: bool = True
     extra_sources: tuple[str, ...] = ()
+    sandbox_tree: Path | None = None
 
     def __post_init__(self) -> None:
         # apt's configuration needs absolute paths, and DPkg::Chroot-Directory the real one.
         for name in ("root", "cache_dir", "state_dir"):
             object.__setattr__(self, name, Path(getattr(self, name)).resolve())
+        if self.sandbox_tree is not None:
+            object.__setattr__(self, "sandbox_tree", Path(self.sandbox_tree).resolve())
+
+    def sandbox_etc(self, name: str) -> Path | None:
+        """``etc/apt/<name>`` of the sandbox trees, when they have it."""
+        if self.sandbox_tree is None:
+            return None
+        p = self.sandbox_tree / "etc/apt" / name
+        return p if p.exists() else None
 
     @property
     def archives(self) -> Path:
@@ -145,15 +157,16 @@ class Package:
 def _apt_conf(setup: AptSetup) -> str:
     s = setup.state_dir
     empty = s / "empty"
+    etc = setup.sandbox_etc
     options: dict[str, str | Path] = {
-        "Dir::Etc::Main": "/dev/null",
-        "Dir::Etc::Parts": empty,
-        "Dir::Etc::Preferences": "/dev/null",
-        "Dir::Etc::PreferencesParts": empty,
+        "Dir::Etc::Main": etc("apt.conf") or "/dev/null",
+        "Dir::Etc::Parts": etc("apt.conf.d") or empty,
+        "Dir::Etc::Preferences": etc("preferences") or "/dev/null",
+        "Dir::Etc::PreferencesParts": etc("preferences.d") or empty,
         "Dir::Etc::SourceList": s / "sources.list",
         "Dir::Etc::SourceParts": s / "sources.list.d",
-        "Dir::Etc::Trusted": "/dev/null",
-        "Dir::Etc::TrustedParts": empty,
+        "Dir::Etc::Trusted": etc("trusted.gpg") or "/dev/null",
+        "Dir::Etc::TrustedParts": etc("trusted.gpg.d") or empty,
         "Dir::State": s / "apt-state",
         "Dir::State::Lists": s / "lists",
         "Dir::Cache": s / "cache",
@@ -216,9 +229,58 @@ def prepare(setup: AptSetup) -> None:
     ):
         d.mkdir(parents=True, exist_ok=True)
     _write_if_changed(setup.config, _apt_conf(setup))
-    _write_if_changed(s / "sources.list.d/mkosi.sources", "\n".join(r.deb822() for r in setup.repositories))
-    _write_if_changed(s / "sources.list", "".join(f"{line}\n" for line in setup.extra_sources))
+    parts = _sandbox_sources(setup)
+    parts.setdefault("mkosi.sources", "\n".join(r.deb822() for r in setup.repositories))
+    for stale in (s / "sources.list.d").iterdir():
+        if stale.name not in parts:
+            stale.unlink()
+    for name, text in parts.items():
+        _write_if_changed(s / "sources.list.d" / name, text)
+    own = "".join(f"{line}\n" for line in setup.extra_sources)
+    if (extra := setup.sandbox_etc("sources.list")) is not None:
+        own += _rebase_keys(extra.read_text(), setup.sandbox_tree)
+    _write_if_changed(s / "sources.list", own)
     _write_if_changed(s / "policy-rc.d", POLICY_RC_D, 0o755)
+
+
+_SIGNED_BY = re.compile(r"(?im)^(Signed-By:)([^\n]*)$|(signed-by=)([^\s\]]+)")
+
+
+_FILE_URI = re.compile(r"(?im)^((?:URIs:|deb(?:-src)?\s)[^\n]*?\s?)file:(?=/)")
+
+
+def _rebase_keys(text: str, tree: Path | None) -> str:
+    """Absolute key paths in ``Signed-By:`` / ``[signed-by=…]`` that exist in ``tree`` point there, and
+    ``file:`` repositories become ``copy:`` ones (dpkg runs chrooted into the root, where the repository's
+    path does not exist: copied, the packages land in the package cache that is visible there)."""
+    if tree is None:
+        return text
+    while (new := _FILE_URI.sub(r"\1copy:", text)) != text:
+        text = new
+
+    def rebase(path: str) -> str:
+        if path.startswith("/") and (tree / path.lstrip("/")).is_file():
+            return os.fspath(tree / path.lstrip("/"))
+        return path
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) is not None:
+            return m.group(1) + re.sub(r"\S+", lambda w: rebase(w.group(0)), m.group(2))
+        return m.group(3) + ",".join(rebase(p) for p in m.group(4).split(","))
+
+    return _SIGNED_BY.sub(sub, text)
+
+
+def _sandbox_sources(setup: AptSetup) -> dict[str, str]:
+    """``sources.list.d`` entries of the sandbox trees, by file name, with key paths rebased."""
+    d = setup.sandbox_etc("sources.list.d")
+    if d is None or not d.is_dir():
+        return {}
+    return {
+        p.name: _rebase_keys(p.read_text(), setup.sandbox_tree)
+        for p in sorted(d.iterdir())
+        if p.suffix in (".sources", ".list") and p.is_file()
+    }
 
 
 def _host_env(setup: AptSetup) -> dict[str, str]:
