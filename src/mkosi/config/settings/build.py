@@ -32,13 +32,6 @@ from mkosi.config.values import (
 
 
 @dataclasses.dataclass(frozen=True)
-class RequiredString(String):
-    """A string whose explicit reset (``Name=``) falls back to the default instead of leaving it empty."""
-
-    nullable: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
 class StrictInteger(Integer):
     """An integer for which an empty assignment is an error rather than a reset."""
 
@@ -155,7 +148,7 @@ TOOLS_TREE_SETTINGS = [
     Setting(
         "ToolsTreeRelease",
         "Build",
-        RequiredString(globs=False, metavar="RELEASE"),
+        String(nullable=False, globs=False, metavar="RELEASE"),
         "Distribution release of the default tools tree",
         default_factory=default_tools_tree_release,
         depends=("tools_tree_distribution",),
@@ -313,7 +306,7 @@ CACHE_SETTINGS = [
     Setting(
         "CacheKey",
         "Build",
-        RequiredString(metavar="KEY"),
+        String(nullable=False, metavar="KEY"),
         "Subdirectory of the cache directory for this image (&-specifiers are expanded later)",
         default="&d~&r~&a~&I",
         scope=Scope.inherit,
@@ -342,7 +335,7 @@ CACHE_SETTINGS = [
     Setting(
         "BuildKey",
         "Build",
-        RequiredString(metavar="KEY"),
+        String(nullable=False, metavar="KEY"),
         "Subdirectory of the build directory for this image ('-' for none; &-specifiers expanded later)",
         default="&d~&r~&a",
         scope=Scope.inherit,

@@ -33,13 +33,6 @@ from mkosi.config.values import (
 
 
 @dataclasses.dataclass(frozen=True)
-class RequiredFilename(Filename):
-    """A file name that always has a value: an empty assignment brings the default back."""
-
-    nullable: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
 class AccessMode(Integer):
     """An octal file mode up to 1777 (``0600``, ``755``)."""
 
@@ -155,8 +148,9 @@ SETTINGS = [
     Setting(
         "Output",
         "Output",
-        RequiredFilename(
-            hint="a name without a directory; the directory is configured with OutputDirectory="
+        Filename(
+            nullable=False,
+            hint="a name without a directory; the directory is configured with OutputDirectory=",
         ),
         "Name of the artifact inside the output directory, without extension",
         default_factory=default_output,
@@ -168,7 +162,7 @@ SETTINGS = [
     Setting(
         "OutputExtension",
         "Output",
-        RequiredFilename(hint="an extension without a directory", metavar="EXTENSION"),
+        Filename(nullable=False, hint="an extension without a directory", metavar="EXTENSION"),
         "File name extension of the artifact (without the compression suffix)",
         default_factory=default_output_extension,
         depends=("output_format",),

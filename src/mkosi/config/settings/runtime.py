@@ -35,13 +35,6 @@ from mkosi.config.values import (
 # Local kinds and item parsers.
 
 
-@dataclasses.dataclass(frozen=True)
-class RequiredSize(Size):
-    """A size whose explicit reset (``Name=``) falls back to the default instead of leaving it empty."""
-
-    nullable: bool = False
-
-
 #: VSockCID= constants, stored as negative numbers (never valid connection IDs).
 VSOCK_CID_AUTO = -1
 VSOCK_CID_HASH = -2
@@ -287,7 +280,7 @@ VM_SETTINGS = [
     Setting(
         "RAM",
         "Runtime",
-        RequiredSize(metavar="BYTES"),
+        Size(nullable=False, metavar="BYTES"),
         "Memory of the VM",
         default=2 * 1024**3,
         scope=Scope.main,
@@ -299,7 +292,7 @@ VM_SETTINGS = [
     Setting(
         "MaxMem",
         "Runtime",
-        RequiredSize(metavar="BYTES"),
+        Size(nullable=False, metavar="BYTES"),
         "Maximum memory of the VM including hotplugged memory (default: RAM=)",
         scope=Scope.main,
         long="--maxmem",

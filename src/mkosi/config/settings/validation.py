@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,13 +17,6 @@ from mkosi.config.values import (
     SourceKind,
     String,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class RequiredString(String):
-    """A string that always has a value: an empty assignment brings the default back."""
-
-    nullable: bool = False
 
 
 def key_kind() -> PathKind:
@@ -218,7 +210,7 @@ SETTINGS = [
     Setting(
         "OpenPGPTool",
         "Validation",
-        RequiredString(metavar="TOOL"),
+        String(nullable=False, metavar="TOOL"),
         "OpenPGP program that signs SHA256SUMS: gpg or a Stateless OpenPGP tool",
         default="gpg",
         long="--openpgp-tool",
