@@ -381,10 +381,24 @@ def tar_listing(archive: Path, scratch: Path) -> dict[str, Entry]:
 def test_tar_lists_what_the_directory_holds(tutorial: Tutorial, workdir: Path) -> None:
     project = workdir / "tar-vs-directory"
     make_special_tree(project / "extra")
+    # A tar archive: directory extra trees are copied root-owned (as the manual says); tar keeps owners.
+    subprocess.run(
+        [
+            "tar",
+            "--create",
+            "--numeric-owner",
+            "--file",
+            project / "extra.tar",
+            "--directory",
+            project / "extra",
+            ".",
+        ],
+        check=True,
+    )
     write(
         project / "mkosi.conf",
         f"[Output]\nOutputDirectory=out\nOutput=image\n\n"
-        f"[Content]\nBaseTrees={tutorial.base}\nExtraTrees=extra\n",
+        f"[Content]\nBaseTrees={tutorial.base}\nExtraTrees=extra.tar\n",
     )
     check_mkosi("-f", "--format=directory", cwd=project)
     check_mkosi("-f", "--format=tar", cwd=project)
