@@ -427,6 +427,37 @@ def test_tar_lists_what_the_directory_holds(tutorial: Tutorial, workdir: Path) -
     assert len(in_dir) > 5000  # the whole base came along
 
 
+def test_format_none_runs_build_scripts_and_stops(tutorial: Tutorial, workdir: Path) -> None:
+    """Format=none: an image with build scripts runs them and nothing after; one without them is skipped."""
+    project = workdir / "format-none"
+    # Build, post-installation and finalize scripts see $BUILDDIR, post-output scripts $OUTPUTDIR.
+    for name in ("build", "postinst", "finalize", "postoutput"):
+        script = write(
+            project / f"{name}.sh", f'#!/bin/sh\nset -e\ntouch "${{BUILDDIR:-$OUTPUTDIR}}/ran-{name}"\n'
+        )
+        script.chmod(0o755)
+    (project / "build").mkdir()
+    write(
+        project / "mkosi.conf",
+        f"[Output]\nOutputDirectory=out\nFormat=none\n\n[Build]\nBuildDirectory=build\n\n"
+        f"[Content]\nBaseTrees={tutorial.base}\nBuildScripts=build.sh\nPostInstallationScripts=postinst.sh\n"
+        "FinalizeScripts=finalize.sh\nPostOutputScripts=postoutput.sh\n",
+    )
+    res = check_mkosi("-f", cwd=project)
+    ran = sorted(p.name for p in [*(project / "build").rglob("ran-*"), *(project / "out").rglob("ran-*")])
+    assert ran == ["ran-build"], res.stderr
+    assert "Finishing: Format=none" in res.stderr
+    assert not any((project / "out").iterdir()) if (project / "out").exists() else True
+
+    write(
+        project / "mkosi.conf",
+        f"[Output]\nOutputDirectory=out\nFormat=none\n\n[Content]\nBaseTrees={tutorial.base}\n",
+    )
+    res = check_mkosi("-f", cwd=project)
+    assert "Skipping image main: Format=none and no build scripts" in res.stderr
+    assert "Installing base trees" not in res.stderr
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 

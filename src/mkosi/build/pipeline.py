@@ -36,6 +36,14 @@ class Step:
     when: Callable[[Context], bool] = lambda ctx: True
 
 
+class _Finished(Exception):
+    """Raised by a step after which this image has nothing more to do."""
+
+
+def finish_early(ctx: Context) -> None:
+    raise _Finished
+
+
 def _is(*formats: OutputFormat) -> Callable[[Context], bool]:
     return lambda ctx: ctx.config.output_format in formats
 
@@ -106,6 +114,8 @@ STEPS: list[Step] = [
     ),
     Step("Saving the image to the cache", cache.save, when=cache.wants_save),
     Step("Running build scripts", scripts.run_build_scripts, when=scripts.wants_build),
+    # Format=none: the image exists for its build scripts (the manual), nothing after them applies.
+    Step("Finishing: Format=none writes no output", finish_early, when=_is(OutputFormat.none)),
     Step("Installing volatile packages", packages.install_volatile, when=_has("volatile_packages")),
     Step("Configuring the initrd", finalize.configure_initrd, when=_not_extension),
     Step("Installing extra trees", install_extra_trees, when=_has("extra_trees")),
@@ -150,7 +160,7 @@ STEPS: list[Step] = [
         when=artifacts.wants_split(ArtifactOutput.tar),
     ),
     Step("Copying the nspawn settings", artifacts.copy_nspawn_settings, when=artifacts.wants_nspawn_settings),
-    Step("Writing the output", write_output, when=lambda ctx: ctx.config.output_format != OutputFormat.none),
+    Step("Writing the output", write_output),
     Step("Writing SHA256SUMS", artifacts.write_checksums, when=artifacts.wants_checksum),
     Step("Signing SHA256SUMS", artifacts.sign_checksums, when=artifacts.wants_signature),
     Step("Running post-output scripts", scripts.run_postoutput_scripts, when=_has("postoutput_scripts")),
@@ -168,6 +178,8 @@ def run_steps(ctx: Context) -> None:
         with log.step(step.name):
             try:
                 step.run(ctx)
+            except _Finished:
+                return
             except MkosiError as e:
                 raise MkosiError(f"image {ctx.config.name}: {step.name.lower()}: {e.message}", e.hint) from e
         log.debug(f"{step.name} took {time.monotonic() - start:.1f}s")

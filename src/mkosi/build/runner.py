@@ -95,8 +95,8 @@ def build_images(args: Args, images: list[Any]) -> None:
     try:
         cache_plan = cache.plan_for(args, images, shared)
         for config in images:
-            if config.output_format == OutputFormat.none and not config.packages:
-                log.info(f"Skipping image {config.name}: Format=none")
+            if config.output_format == OutputFormat.none and not config.build_scripts:
+                log.info(f"Skipping image {config.name}: Format=none and no build scripts")
                 continue
             log.info(f"Building image {config.name}")
             ctx = Context(args=args, config=config, shared=shared, workspace=workspace / config.name)
