@@ -352,6 +352,50 @@ def test_reproducible_and_same_bytes_without_insert_range(
 
 
 @needs_erofs
+def test_memory_staging_gives_the_same_bytes(
+    tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-only file systems made in memory (placed early or copied at the end) change no byte."""
+    root = make_root(tmp_path / "root")
+    # The usr partition comes after a verity hash partition, whose size is only known after hashing: it
+    # cannot be placed early and is written at the end; the root partition is placed while it is hashed.
+    layout = [
+        *repart.default_definitions("sysext"),
+        Definition(type="usr", format="squashfs", copy_files=(("/usr", "/"),), source="usr.conf"),
+    ]
+    copies: list[int] = []
+    real_start = disk._Staged.start_copy
+
+    def counting_start(self: disk._Staged, target: Path, offset: int) -> None:
+        copies.append(offset)
+        real_start(self, target, offset)
+
+    monkeypatch.setattr(disk._Staged, "start_copy", counting_start)
+    staged = build(
+        tmp_path, root, layout, "staged.raw", mode=VerityMode.signed, signer=signer, split_prefix="s"
+    )
+    assert copies == [MiB], "only the root partition can be placed before hashing"
+    assert not list((tmp_path / "work-staged.raw").glob("disk.raw"))
+
+    monkeypatch.setattr(disk, "_MEMORY_FORMATS", frozenset())
+    on_disk = build(
+        tmp_path, root, layout, "disk.raw", mode=VerityMode.signed, signer=signer, split_prefix="d"
+    )
+    assert copies == [MiB]
+    assert staged.path.read_bytes() == on_disk.path.read_bytes()
+    for a, b in zip(staged.partitions, on_disk.partitions):
+        assert (a.split is None) == (b.split is None)
+        if a.split and b.split:
+            assert a.split.read_bytes() == b.split.read_bytes()
+    table = gpt.read_gpt(staged.path)
+    data, hashp = table.partitions[0], table.partitions[1]
+    if shutil.which("veritysetup"):
+        fs = extract(staged.path, data, tmp_path / "data.erofs")
+        hashes = extract(staged.path, hashp, tmp_path / "data.verity")
+        subprocess.run(["veritysetup", "verify", fs, hashes, staged.roothashes["root"].hex()], check=True)
+
+
+@needs_erofs
 def test_verity_modes(tmp_path: Path, signer: Signer) -> None:
     root = make_root(tmp_path / "root")
     layout = repart.default_definitions("sysext")

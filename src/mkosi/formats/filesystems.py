@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import functools
 import hashlib
 import os
 import stat
@@ -220,7 +221,9 @@ def make_filesystem(
     if sector_size not in (512, 1024, 2048, 4096):
         raise MkosiError(f"Unsupported sector size {sector_size}")
     fs_uuid = _uuid_for(kind, uuid, str(seed) if seed is not None else None, label)
-    out_path.unlink(missing_ok=True)
+    # An open file handed in by its /proc/<pid>/fd/<n> link (a memfd) is written in place.
+    if not (out_path.parent.name == "fd" and out_path.parent.parent.parent == Path("/proc")):
+        out_path.unlink(missing_ok=True)
     job = _Job(
         src_dir,
         out_path,
@@ -240,6 +243,7 @@ def make_filesystem(
 # ---------------------------------------------------------------------------------------------- read-only
 
 
+@functools.cache
 def _erofs_has_label() -> bool:
     return "-L" in capture(["mkfs.erofs", "--help"], check=False)
 

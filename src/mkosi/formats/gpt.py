@@ -548,15 +548,17 @@ def gpt_structures(table: GptTable) -> list[tuple[int, bytes]]:
 # Copying data sparsely
 
 
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) byte ranges of ``fd`` below ``size`` that may hold data; holes are left out.
+def data_extents(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) byte ranges of ``fd`` between ``start`` and ``size`` that may hold data; holes are left
+    out.
 
-    Falls back to one range covering everything where SEEK_DATA/SEEK_HOLE are not supported.
+    Falls back to one range covering everything where SEEK_DATA/SEEK_HOLE are not supported. The file
+    offset of ``fd`` is moved; read with ``pread``.
     """
-    pos = 0
+    pos = start
     while pos < size:
         try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
+            begin = os.lseek(fd, pos, os.SEEK_DATA)
         except OSError as e:
             if e.errno == errno.ENXIO:  # only a hole remains
                 return
@@ -564,10 +566,10 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
                 yield (pos, size)
                 return
             raise
-        if start >= size:
+        if begin >= size:
             return
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        yield (start, end)
+        end = min(os.lseek(fd, begin, os.SEEK_HOLE), size)
+        yield (begin, end)
         pos = end
 
 
@@ -590,9 +592,11 @@ def copy_sparse(src: int, dst: int, size: int, dst_offset: int) -> None:
     """Copy ``size`` bytes from the start of ``src`` to ``dst`` at ``dst_offset``, skipping holes and zeros.
 
     ``dst`` must already read as zeros there (a freshly truncated file). Uses copy_file_range (which can
-    share extents on reflink-capable file systems) where the kernel allows it, plain reads otherwise.
+    share extents on reflink-capable file systems) where the kernel allows it, sendfile between different
+    file systems (e.g. from a memfd), plain reads otherwise. The file offset of ``dst`` is moved.
     """
     use_cfr = hasattr(os, "copy_file_range")
+    use_sendfile = True
     for start, end in data_extents(src, size):
         pos = start
         while pos < end and use_cfr:
@@ -606,6 +610,19 @@ def copy_sparse(src: int, dst: int, size: int, dst_offset: int) -> None:
             if n == 0:
                 raise MkosiError("Partition data shrank while it was being copied")
             pos += n
+        if pos < end and use_sendfile:
+            os.lseek(dst, dst_offset + pos, os.SEEK_SET)
+            while pos < end:
+                try:
+                    n = os.sendfile(dst, src, pos, end - pos)
+                except OSError as e:
+                    if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    use_sendfile = False
+                    break
+                if n == 0:
+                    raise MkosiError("Partition data shrank while it was being copied")
+                pos += n
         if pos < end:
             _copy_range_plain(src, dst, pos, end, dst_offset)
 

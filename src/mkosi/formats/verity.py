@@ -16,11 +16,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import signal
 import struct
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from mkosi import log
 from mkosi.errors import MkosiError
 from mkosi.formats.gpt import data_extents, derive_uuid
 
@@ -129,40 +132,129 @@ def superblock(
     )
 
 
-def _hash_blocks(base: hashlib._Hash, data: bytes | bytearray, block_size: int, out: bytearray) -> None:
+def _hash_blocks(base: hashlib._Hash, data: bytes | bytearray | memoryview, block_size: int) -> bytes:
     view = memoryview(data)
+    new = base.copy
+    digests = []
     for pos in range(0, len(view), block_size):
-        h = base.copy()
+        h = new()
         h.update(view[pos : pos + block_size])
-        out += h.digest()
+        digests.append(h.digest())
+    return b"".join(digests)
 
 
-def _hash_data(fd: int, data_blocks: int, block_size: int, base: hashlib._Hash) -> bytearray:
-    """Digests of every data block, in order; holes are hashed once and repeated."""
-    size = data_blocks * block_size
+def _hash_range(fd: int, first: int, last: int, block_size: int, base: hashlib._Hash) -> bytearray:
+    """Digests of data blocks ``first`` up to (not including) ``last``; holes are hashed once and repeated."""
     zero_digest = base.copy()
     zero_digest.update(bytes(block_size))
     zero = zero_digest.digest()
+    buffer = bytearray(min(_READ_CHUNK, (last - first) * block_size))
     digests = bytearray()
-    done = 0  # blocks hashed so far
-    for start, end in data_extents(fd, size):
-        first = start // block_size
-        last = min(-(-end // block_size), data_blocks)
-        if first > done:
-            digests += zero * (first - done)
-            done = first
+    done = first  # blocks hashed so far
+    for start, end in data_extents(fd, last * block_size, first * block_size):
+        begin = start // block_size
+        stop_block = min(-(-end // block_size), last)
+        if begin > done:
+            digests += zero * (begin - done)
+            done = begin
         pos = done * block_size
-        stop = last * block_size
+        stop = stop_block * block_size
         while pos < stop:
-            chunk = os.pread(fd, min(_READ_CHUNK, stop - pos), pos)
-            if len(chunk) % block_size or not chunk:
+            want = min(len(buffer), stop - pos)
+            got = os.preadv(fd, [memoryview(buffer)[:want]], pos)
+            if got % block_size or not got:
                 raise MkosiError("Verity data file changed while it was being hashed")
-            _hash_blocks(base, chunk, block_size, digests)
-            pos += len(chunk)
-        done = max(done, last)
-    if done < data_blocks:
-        digests += zero * (data_blocks - done)
+            digests += _hash_blocks(base, memoryview(buffer)[:got], block_size)
+            pos += got
+        done = max(done, stop_block)
+    if done < last:
+        digests += zero * (last - done)
     return digests
+
+
+# The bottom level is most of the work: with enough data it is split between processes (one per CPU we
+# may use), each hashing a contiguous range of blocks and sending its digests back through a pipe. sha256
+# in hashlib holds the interpreter lock for every 4 KiB block's call overhead, so threads do not help.
+_PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+_MAX_WORKERS = 8
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fork_worker(fd: int, first: int, last: int, block_size: int, base: hashlib._Hash) -> tuple[int, int]:
+    """Start a process that hashes blocks ``first``..``last``; returns its pid and the pipe to read."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, which leaves with os._exit
+        status = 1
+        try:
+            os.close(r)
+            _write_all(w, _hash_range(fd, first, last, block_size, base))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(w)
+    return pid, r
+
+
+def _hash_data(fd: int, data_blocks: int, block_size: int, base: hashlib._Hash, workers: int) -> bytearray:
+    """Digests of every data block, in order, hashed by up to ``workers`` processes."""
+    workers = min(workers, _MAX_WORKERS, max(1, data_blocks * block_size // (_PARALLEL_MIN_BYTES // 2)))
+    # fork() in a process with other threads may leave locks held in the child: hash in-process then.
+    if workers <= 1 or data_blocks * block_size < _PARALLEL_MIN_BYTES or threading.active_count() > 1:
+        return _hash_range(fd, 0, data_blocks, block_size, base)
+    bounds = [data_blocks * i // workers for i in range(workers + 1)]
+    children: list[tuple[int, int, int, int]] = []  # pid, pipe, first block, last block
+    reaped: set[int] = set()
+    try:
+        for first, last in zip(bounds[1:-1], bounds[2:]):
+            try:
+                pid, r = _fork_worker(fd, first, last, block_size, base)
+            except OSError as e:
+                log.debug(f"Cannot start a verity hashing process ({e}), hashing in this one")
+                break
+            children.append((pid, r, first, last))
+        covered = children[-1][3] if children else bounds[1]
+        # This process takes the first range, and whatever no child took.
+        digests = _hash_range(fd, 0, bounds[1], block_size, base)
+        tail = _hash_range(fd, covered, data_blocks, block_size, base) if covered < data_blocks else b""
+        for pid, r, first, last in children:
+            part = _read_all(r)
+            _, status = os.waitpid(pid, 0)
+            reaped.add(pid)
+            if status != 0 or len(part) != (last - first) * DIGEST_SIZE:
+                raise MkosiError(f"A verity hashing process failed (wait status {status})")
+            digests += part
+        digests += tail
+        return digests
+    finally:
+        for pid, r, _, _ in children:
+            os.close(r)
+            if pid in reaped:
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
 
 
 def _pad(data: bytearray, block_size: int) -> bytearray:
@@ -181,10 +273,13 @@ def format_verity(
     data_blocks: int | None = None,
     data_block_size: int = BLOCK_SIZE,
     hash_block_size: int = BLOCK_SIZE,
+    workers: int | None = None,
 ) -> VerityResult:
     """Compute the hash tree of ``data`` and write superblock and tree to a new file ``hash_path``.
 
     ``data_blocks`` defaults to the whole file, whose size must then be a multiple of the data block size.
+    The bottom level of large data is hashed by up to ``workers`` processes (default: the CPUs this
+    process may run on); the result does not depend on their number.
     """
     _check_block_size("data", data_block_size)
     _check_block_size("hash", hash_block_size)
@@ -210,7 +305,7 @@ def format_verity(
                 f"Verity data {data} is smaller than {data_blocks} blocks of {data_block_size} bytes"
             )
         base = hashlib.sha256(salt)
-        digests = _hash_data(fd, data_blocks, data_block_size, base)
+        digests = _hash_data(fd, data_blocks, data_block_size, base, workers or _cpus())
         if data_blocks == 1:
             root_hash = bytes(digests)
             levels: list[bytearray] = []
@@ -221,9 +316,7 @@ def format_verity(
                 levels.append(current)
                 if len(current) == hash_block_size:
                     break
-                upper = bytearray()
-                _hash_blocks(base, current, hash_block_size, upper)
-                current = _pad(upper, hash_block_size)
+                current = _pad(bytearray(_hash_blocks(base, current, hash_block_size)), hash_block_size)
             h = base.copy()
             h.update(levels[-1])
             root_hash = h.digest()

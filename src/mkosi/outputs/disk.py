@@ -27,6 +27,8 @@ import errno
 import os
 import re
 import shutil
+import signal
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,6 +89,8 @@ class _Planned:
     attributes: int = 0
     roothash: bytes | None = None
     label: str = ""
+    #: the file system while it is still in memory (see _Staged); verity reads it from there
+    staged: _Staged | None = None
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -117,6 +121,117 @@ def _pad_file(path: Path, size: int) -> None:
         f.truncate(size)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Read-only file systems of moderate size are made in memory: their tools write in small pieces, which costs
+# far more on a journaling file system than on tmpfs (mkfs.erofs of 170 MB: 0.45 s to a memfd, 0.75 s to
+# ext4). When the partition's place on the disk is already known (every partition before it has its size),
+# a forked process copies it there in large pieces while the verity tree is computed from the memory copy;
+# the copy then costs little wall time. The memfd has no name in any file system: nothing is left behind
+# however the build ends.
+
+_MEMORY_FORMATS = frozenset({"erofs", "squashfs"})
+_MEMORY_MAX = 2 * 1024**3
+
+
+@dataclass
+class _Staged:
+    fd: int
+    offset: int | None = None  # where it is being copied to in the disk image
+    copier: int | None = None  # pid of the process copying it
+
+    @property
+    def path(self) -> Path:
+        """A path other processes (the mkfs tool) can open the memfd by."""
+        return Path(f"/proc/{os.getpid()}/fd/{self.fd}")
+
+    def start_copy(self, target: Path, offset: int) -> None:
+        self.offset = offset
+        size = os.fstat(self.fd).st_size
+        # fork() with other threads alive may leave their locks held in the child: copy in-process then.
+        if threading.active_count() > 1:
+            _copy_into(self.fd, target, offset, size)
+            return
+        self.copier = os.fork()
+        if self.copier == 0:  # pragma: no cover - the child leaves with os._exit
+            status = 1
+            try:
+                _copy_into(self.fd, target, offset, size)
+                status = 0
+            finally:
+                os._exit(status)
+
+    def finish(self) -> None:
+        """Wait for the copy; raise if it failed."""
+        if self.copier is not None:
+            _, status = os.waitpid(self.copier, 0)
+            self.copier = None
+            if status != 0:
+                raise MkosiError(f"Copying a file system into the disk image failed (wait status {status})")
+
+    def close(self) -> None:
+        if self.copier is not None:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(self.copier, signal.SIGKILL)
+                os.waitpid(self.copier, 0)
+            self.copier = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _copy_into(src: int, target: Path, offset: int, size: int) -> None:
+    dst = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        gpt.copy_sparse(src, dst, size, offset)
+    finally:
+        os.close(dst)
+
+
+def _memory_budget() -> int:
+    """How large a file system may be made in memory: a quarter of the available memory, at most 2 GiB."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return min(int(line.split()[1]) * 1024 // 4, _MEMORY_MAX)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _tree_exceeds(tree: Path, limit: int) -> bool:
+    """Whether the files under ``tree`` (with a block per entry for metadata) take more than ``limit``."""
+    total = 0
+    pending = [os.fspath(tree)]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            return True
+        with entries:
+            for entry in entries:
+                total += 4096
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+                if total > limit:
+                    return True
+    return False
+
+
+def _stage_in_memory(fstype: str, tree: Path, size_min: int | None) -> _Staged | None:
+    if fstype not in _MEMORY_FORMATS or not hasattr(os, "memfd_create"):
+        return None
+    budget = _memory_budget()
+    if (size_min or 0) > budget or _tree_exceeds(tree, budget):
+        return None
+    try:
+        return _Staged(os.memfd_create("mkosi-partition", os.MFD_CLOEXEC))
+    except OSError:
+        return None
+
+
 def _make_filesystem(
     p: _Planned,
     index: int,
@@ -136,11 +251,12 @@ def _make_filesystem(
         d.minimize == repart.Minimize.guess and d.format in repart.READ_ONLY_FILESYSTEMS
     )
     with repart.source_tree(root, d, workdir, index, epoch) as tree:
+        p.staged = _stage_in_memory(d.format, tree, d.size_min)
         try:
             filesystems.make_filesystem(
                 d.format,
                 tree,
-                image,
+                p.staged.path if p.staged else image,
                 uuid=_fs_uuid(seed, p, instance),
                 label=_fs_label(d.format, d.label or p.type.name),
                 size=d.size_min,
@@ -150,10 +266,15 @@ def _make_filesystem(
             )
         except MkosiError as e:
             raise MkosiError(f"{d.source}: {e.message}", e.hint) from e
-    size = _round_up(image.stat().st_size, repart.ALIGNMENT)
-    _pad_file(image, size)
+    if p.staged:
+        size = _round_up(os.fstat(p.staged.fd).st_size, repart.ALIGNMENT)
+        os.ftruncate(p.staged.fd, size)
+        p.source = p.staged.path
+    else:
+        size = _round_up(image.stat().st_size, repart.ALIGNMENT)
+        _pad_file(image, size)
+        p.source = image
     _check_max(p, size)
-    p.source = image
     p.size = max(size, d.size_min or 0)
 
 
@@ -215,6 +336,40 @@ def build_image(
     repart.check_definitions(definitions, architecture)
     workdir.mkdir(parents=True, exist_ok=True)
     planned = [_Planned(d, repart.resolve_type(d, architecture)) for d in definitions]
+    try:
+        return _build_image(
+            planned,
+            root,
+            output,
+            workdir=workdir,
+            seed=seed,
+            sector_size=sector_size,
+            source_date_epoch=source_date_epoch,
+            mode=mode,
+            signer=signer,
+            min_disk_size=min_disk_size,
+            split_prefix=split_prefix,
+        )
+    finally:
+        for p in planned:
+            if p.staged:
+                p.staged.close()
+
+
+def _build_image(
+    planned: list[_Planned],
+    root: Path,
+    output: Path,
+    *,
+    workdir: Path,
+    seed: uuid.UUID,
+    sector_size: int,
+    source_date_epoch: int | None,
+    mode: repart.VerityMode,
+    signer: Signer | None,
+    min_disk_size: int | None,
+    split_prefix: str | None,
+) -> ImageResult:
     instances: dict[uuid.UUID, int] = {}
 
     # File systems, in order.
@@ -228,6 +383,10 @@ def build_image(
         elif d.verity == repart.VerityRole.off:
             p.size = d.size_min if d.size_min is not None else repart.DEFAULT_EMPTY_SIZE
             _check_max(p, p.size)
+
+    # Partitions made in memory start on their way into the disk image now if their place is known.
+    image = workdir / "disk.raw"
+    _place_early(planned, image, seed, sector_size)
 
     # Verity: hash trees, then signatures.
     groups: dict[str, dict[repart.VerityRole, _Planned]] = {}
@@ -302,7 +461,11 @@ def build_image(
             _write_split(p.source, target, entry.size)
             splits[entry.number] = target
 
-    _assemble(output, table, partitions, workdir)
+    placed = {i: p.staged for i, p in enumerate(planned) if p.staged and p.staged.offset is not None}
+    if placed:
+        _assemble_placed(image, output, table, partitions, placed)
+    else:
+        _assemble(output, table, partitions, workdir)
     built = tuple(
         BuiltPartition(
             number=entry.number,
@@ -373,6 +536,60 @@ def _write_split(source: Path | bytes | None, target: Path, size: int) -> None:
 _FALLOC_FL_INSERT_RANGE = 0x20
 
 
+def _place_early(planned: list[_Planned], image: Path, seed: uuid.UUID, sector_size: int) -> None:
+    """Start copying partitions made in memory into ``image`` where every partition before them has a size."""
+    image.unlink(missing_ok=True)
+    prefix: list[gpt.Partition] = []
+    for p in planned:
+        if p.size is None:
+            return
+        prefix.append(gpt.Partition(type_uuid=p.type.uuid, name="", size=p.size))
+        if p.staged is None:
+            continue
+        offset = gpt.plan_gpt(prefix, seed=seed, sector_size=sector_size, alignment=repart.ALIGNMENT)
+        if not image.exists():
+            image.touch(mode=0o644)
+        p.staged.start_copy(image, offset.partitions[-1].offset)
+
+
+def _assemble_placed(
+    image: Path,
+    output: Path,
+    table: gpt.GptTable,
+    partitions: list[gpt.Partition],
+    placed: dict[int, _Staged],
+) -> None:
+    """Complete ``image``, into which the ``placed`` partitions (by index) are being copied, as ``output``."""
+    for staged in placed.values():
+        staged.finish()
+    fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.ftruncate(fd, table.disk_size)
+        for index, (entry, p) in enumerate(zip(table.partitions, partitions)):
+            if index in placed and placed[index].offset == entry.offset:
+                continue
+            _write_partition(fd, entry, p)
+        for offset, blob in gpt.gpt_structures(table):
+            os.pwrite(fd, blob, offset)
+    finally:
+        os.close(fd)
+    os.rename(image, output)
+
+
+def _write_partition(fd: int, entry: gpt.GptEntry, p: gpt.Partition) -> None:
+    if p.source is None:
+        return
+    if isinstance(p.source, bytes):
+        if p.source.strip(b"\0"):
+            os.pwrite(fd, p.source, entry.offset)
+        return
+    src = os.open(p.source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        gpt.copy_sparse(src, fd, os.fstat(src).st_size, entry.offset)
+    finally:
+        os.close(src)
+
+
 def _insert_range(fd: int, offset: int, length: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     fallocate = libc.fallocate64
@@ -420,17 +637,8 @@ def _assemble_in_place(
             return False
         os.ftruncate(fd, table.disk_size)
         for entry, p in zip(table.partitions, partitions):
-            if entry.number == anchor.number or p.source is None:
-                continue
-            if isinstance(p.source, bytes):
-                if p.source.strip(b"\0"):
-                    os.pwrite(fd, p.source, entry.offset)
-                continue
-            src = os.open(p.source, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                gpt.copy_sparse(src, fd, os.fstat(src).st_size, entry.offset)
-            finally:
-                os.close(src)
+            if entry.number != anchor.number:
+                _write_partition(fd, entry, p)
         for offset, blob in gpt.gpt_structures(table):
             os.pwrite(fd, blob, offset)
     finally:
