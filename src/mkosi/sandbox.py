@@ -17,6 +17,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -66,11 +67,24 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class Overlay:
+    """Show the directories ``lowers`` stacked at ``dst`` (inside the root when there is one), read-only.
+
+    The first directory lies on top. Nothing is written to any of them. Mounts below the last directory
+    (the host's own, e.g. a ``/etc/resolv.conf`` bind mount in a container) stay visible where no upper
+    directory has the same path.
+    """
+
+    lowers: tuple[Path, ...]
+    dst: Path
+
+
+@dataclass(frozen=True)
 class Sandbox:
     """What a command may see.
 
-    ``root``: the tree the API file systems and binds are mounted into, and that is chrooted into when
-    ``chroot`` is true. With ``chroot=False`` the command runs on the host's file system but finds the
+    ``root``: the tree the API file systems, binds and overlays are mounted into, and that is chrooted into
+    when ``chroot`` is true. With ``chroot=False`` the command runs on the host's file system but finds the
     mounts prepared inside ``root`` (for tools such as apt that chroot by themselves).
     ``env``: the whole environment of the command; ``None`` keeps the caller's.
     ``cwd``: working directory (inside the root when chrooting).
@@ -83,6 +97,7 @@ class Sandbox:
     root: Path | None = None
     chroot: bool = True
     binds: tuple[Bind, ...] = ()
+    overlays: tuple[Overlay, ...] = ()
     proc: bool = True
     sys: bool = True
     dev: bool = True
@@ -101,6 +116,7 @@ class Sandbox:
             "root": os.fspath(self.root) if self.root is not None else None,
             "chroot": self.chroot,
             "binds": [[os.fspath(b.src), os.fspath(b.dst), b.readonly] for b in self.binds],
+            "overlays": [[[os.fspath(p) for p in o.lowers], os.fspath(o.dst)] for o in self.overlays],
             "proc": self.proc,
             "sys": self.sys,
             "dev": self.dev,
@@ -227,6 +243,27 @@ class _Mounts:
             keep = f & (os.ST_NOSUID | os.ST_NODEV | os.ST_NOEXEC)
             _mount(None, dst, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
 
+    def overlay(self, lowers: Sequence[str], dst: str) -> None:
+        """A read-only overlay of ``lowers`` (the first on top) at ``dst``; the host mounts below the last
+        lower directory are bound again on top where no upper directory covers them."""
+        for p in lowers:
+            if "," in p:
+                raise _Fail(f"cannot overlay {p}: a comma in the path")
+        self.ensure(dst, True)
+        escaped = [p.replace("\\", "\\\\").replace(":", "\\:") for p in lowers]
+        self.mount("overlay", dst, "overlay", MS_RDONLY, "lowerdir=" + ":".join(escaped))
+        host = lowers[-1].rstrip("/")
+        below = sorted(m for m in _mount_points() if m.startswith(host + "/"))
+        tops = [m for m in below if not any(m.startswith(o + "/") for o in below if o != m)]
+        for mount in tops:
+            rel = mount[len(host) + 1 :]
+            target = os.path.join(dst, rel)
+            if any(os.path.lexists(os.path.join(upper, rel)) for upper in lowers[:-1]):
+                continue
+            if not os.path.lexists(target):
+                continue
+            self.bind(mount, target, True)
+
     def undo(self) -> None:
         for dst in reversed(self.mounted):
             _umount(dst)
@@ -238,6 +275,16 @@ class _Mounts:
                     os.unlink(path)
             except OSError:
                 pass
+
+
+def _mount_points() -> list[str]:
+    """Mount points of this mount namespace (octal escapes of /proc/self/mountinfo decoded)."""
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            raw = line.split()[4]
+            points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw))
+    return points
 
 
 def _setup_dev(m: _Mounts, dev: str, userns: bool) -> None:
@@ -306,7 +353,21 @@ def _setup(spec: dict[str, object], m: _Mounts, userns: bool) -> None:
         def inside(p: str) -> str:
             return p
 
-    for src, dst, readonly in sorted(binds, key=lambda b: len(Path(b[1]).parts)):
+    overlays = spec.get("overlays") or []
+    assert isinstance(overlays, list)
+    # Outer mounts first: a bind or overlay at /etc comes before one at /etc/apt.
+    mounts: list[tuple[str, list[str] | None, str | None, bool]] = [
+        (dst, None, src, bool(readonly)) for src, dst, readonly in binds
+    ]
+    mounts += [(dst, list(lowers), None, True) for lowers, dst in overlays]
+    for dst, lowers, src, readonly in sorted(mounts, key=lambda x: len(Path(x[0]).parts)):
+        if lowers is not None:
+            for lower in lowers:
+                if not os.path.isdir(lower):
+                    raise _Fail(f"overlay layer {lower} is not a directory")
+            m.overlay([os.path.realpath(p) for p in lowers], inside(dst))
+            continue
+        assert src is not None
         if not os.path.exists(src):
             raise _Fail(f"bind source {src} does not exist")
         m.bind(os.path.realpath(src), inside(dst), bool(readonly))

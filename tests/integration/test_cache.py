@@ -182,7 +182,18 @@ PREPARE = """\
 date +%s.%N >> "$BUILDROOT/etc/prepare-runs"
 """
 
+# Sync scripts may change the build sources: each build appends the $CACHED it was given.
+SYNC = """\
+#!/bin/sh
+echo "$CACHED" >> "$SRCDIR/cached-values"
+"""
+
 RATIO_GOAL = 3.0
+
+
+def last_cached(directory: Path) -> str:
+    """The ``$CACHED`` the sync script of the last build was given."""
+    return (directory / "cached-values").read_text().split()[-1]
 
 
 @dataclass
@@ -193,6 +204,8 @@ class Project:
     second: subprocess.CompletedProcess[str]
     first_seconds: float
     second_seconds: float
+    #: $CACHED of the sync script in the first build
+    first_cached: str
 
     @property
     def image(self) -> Path:
@@ -237,12 +250,16 @@ def project() -> Iterator[Project]:
         write(d / "mkosi.conf", CONF.format(key=key, package_cache=PACKAGE_CACHE))
         write(d / "mkosi.skeleton/etc/skeleton-marker", "skeleton\n")
         write(d / "mkosi.prepare", PREPARE).chmod(0o755)
+        # The sync script only in the first build: the timed second one stays as it was.
+        write(d / "mkosi.sync", SYNC).chmod(0o755)
         write(d / "mkosi.extra/etc/extra-marker", "extra\n")
         write(d / "mkosi.nspawn", "[Exec]\nBoot=yes\n")
         PACKAGE_CACHE.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         first = check_mkosi("-f", "build", cwd=d)
         first_seconds = time.monotonic() - start
+        first_cached = last_cached(d)
+        (d / "mkosi.sync").unlink()
         # Both builds start without outputs in the way (removing a whole tree is no part of the build).
         remove_outputs(d)
         start = time.monotonic()
@@ -252,7 +269,7 @@ def project() -> Iterator[Project]:
             f"\nIncremental=yes: first build {first_seconds:.1f}s, second build {second_seconds:.1f}s, "
             f"{first_seconds / second_seconds:.1f}x faster"
         )
-        yield Project(d, gnupghome, first, second, first_seconds, second_seconds)
+        yield Project(d, gnupghome, first, second, first_seconds, second_seconds, first_cached)
     finally:
         subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME": os.fspath(gnupghome)})
         if old_home is None:
@@ -285,6 +302,18 @@ def test_second_build_reuses_the_cache_and_is_faster(project: Project) -> None:
         assert skipped not in log, f"{skipped!r} in a build from the cache:\n{log}"
     ratio = project.first_seconds / project.second_seconds
     assert ratio >= RATIO_GOAL, f"{project.first_seconds:.1f}s / {project.second_seconds:.1f}s = {ratio:.1f}x"
+
+
+@_mark
+def test_sync_scripts_are_told_whether_the_cache_is_used(project: Project) -> None:
+    """$CACHED: 0 when the first build installs everything, 1 when a build starts from the cache (decided
+    before the sync scripts run)."""
+    d = project.directory
+    assert project.first_cached == "0"
+    with changed(d / "mkosi.sync", SYNC, 0o755):
+        res = check_mkosi("-f", "build", cwd=d)
+    assert "skipping the installation" in res.stderr
+    assert last_cached(d) == "1"
 
 
 @_mark
@@ -448,15 +477,19 @@ def test_each_file_input_invalidates(project: Project, what: str) -> None:
 @_mark
 def test_changed_input_rebuilds_and_recaches(project: Project) -> None:
     d = project.directory
-    res = check_mkosi("-f", "--package=less", "build", cwd=d)
+    with changed(d / "mkosi.sync", SYNC, 0o755):
+        res = check_mkosi("-f", "--package=less", "build", cwd=d)
     assert "out of date (Packages= changed)" in res.stderr
     assert "Syncing repository metadata" in res.stderr, (
         "an out-of-date cache resyncs metadata (CacheOnly=auto)"
     )
     assert "Installing packages" in res.stderr and "Saved the image to the cache" in res.stderr
     assert (d / "image/usr/bin/less").exists()
-    again = check_mkosi("-f", "--package=less", "--incremental=strict", "build", cwd=d)
+    assert last_cached(d) == "0", "the cache key changed: no cached image is used"
+    with changed(d / "mkosi.sync", SYNC, 0o755):
+        again = check_mkosi("-f", "--package=less", "--incremental=strict", "build", cwd=d)
     assert "skipping the installation" in again.stderr
+    assert last_cached(d) == "1"
 
 
 @_mark
@@ -468,3 +501,90 @@ def test_ff_removes_the_cache(project: Project) -> None:
     assert res.returncode != 0 and "Incremental=strict: no up-to-date cached image" in res.stderr
     assert not cache.exists() and not cache.with_name(cache.name + ".json").exists()
     assert not list((d / "mkosi.cache/metadata").glob("*")), "-ff also drops the synced repository metadata"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CacheOnly=always: no network at all, packages from the package cache
+
+CACHE_ONLY_CONF = """\
+[Distribution]
+Distribution=debian
+Release=bookworm
+
+[Output]
+Format=directory
+
+[Content]
+Packages=less
+
+[Build]
+CacheDirectory=mkosi.cache
+PackageCacheDirectory={package_cache}
+"""
+
+#: A package with no dependencies beyond the essential set, not installed by the build above.
+NOT_CACHED = "hello"
+
+
+@pytest.fixture(scope="module")
+def cache_only_project() -> Iterator[Path]:
+    """A project built once normally: its repository metadata and packages are in the caches."""
+    work = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="mkosi-test-cache-only-"))
+    try:
+        d = work / "project"
+        write(d / "mkosi.conf", CACHE_ONLY_CONF.format(package_cache=PACKAGE_CACHE))
+        PACKAGE_CACHE.mkdir(parents=True, exist_ok=True)
+        check_mkosi("build", cwd=d)
+        yield d
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def unreachable_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any HTTP(S) request apt makes goes to a closed port (a download would fail, not succeed quietly)."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+
+
+@_mark
+def test_cache_only_always_builds_from_the_caches_offline(
+    cache_only_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = cache_only_project
+    unreachable_network(monkeypatch)
+    before = sorted(p.name for p in (PACKAGE_CACHE / "archives").iterdir())
+    res = check_mkosi("-f", "--cache-only=always", "build", cwd=d)
+    assert "Syncing repository metadata" not in res.stderr
+    assert "Using the repository metadata of an earlier build (CacheOnly=always)" in res.stderr
+    assert sorted(p.name for p in (PACKAGE_CACHE / "archives").iterdir()) == before, "nothing downloaded"
+    assert (d / "image/usr/bin/less").exists()
+
+
+@_mark
+def test_cache_only_always_names_the_package_missing_from_the_cache(
+    cache_only_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mkosi.installers import apt
+
+    d = cache_only_project
+    # A package cache with exactly what the image has (linked from the shared one): NOT_CACHED is not in it.
+    private = d.parent / "package-cache"
+    (private / "archives/partial").mkdir(parents=True, exist_ok=True)
+    for name, version, arch in apt.installed_packages(d / "image"):
+        deb = apt.Package(name, version, arch).filename
+        if not (private / "archives" / deb).exists():
+            os.link(PACKAGE_CACHE / "archives" / deb, private / "archives" / deb)
+    assert not list((private / "archives").glob(f"{NOT_CACHED}_*.deb"))
+    unreachable_network(monkeypatch)
+    res = run_mkosi(
+        "-f", "--cache-only=always", f"--package-cache-directory={private}", f"--package={NOT_CACHED}",
+        "build", cwd=d,
+    )  # fmt: skip
+    assert res.returncode != 0, res.stderr
+    errors = [line for line in res.stderr.splitlines() if "CacheOnly=always" in line and "not in" in line]
+    assert len(errors) == 1, res.stderr
+    assert f": {NOT_CACHED} (" in errors[0] and os.fspath(private) in errors[0]
+    assert "Traceback" not in res.stderr and "Failed to fetch" not in res.stderr
+    assert not list((private / "archives").glob(f"{NOT_CACHED}_*.deb"))

@@ -256,9 +256,6 @@ def test_repositories_from_modules() -> None:
 
 
 @pytest.mark.skipif(shutil.which("gpg") is None, reason="needs gpg")
-@pytest.mark.xfail(
-    strict=True, reason="a keyring at the distribution's keyring path inside SandboxTrees= is not used yet"
-)
 def test_local_mirror_signed_with_sandbox_keyring(debs: Debs) -> None:
     """A signed repository, checked against the Ubuntu keyring path that ``SandboxTrees=`` provides."""
     repo = make_repo(debs.workdir / "signed-repo", debs, "noble", {"main": True})

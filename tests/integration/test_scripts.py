@@ -466,6 +466,71 @@ def test_ephemeral_build_sources(workdir: Path, base: Path) -> None:
     assert (d / "file").read_text() == "sync\n"
 
 
+SANDBOX_SAW = """\
+#!/bin/sh
+set -e
+{
+    cat /etc/mkosi-sandbox-marker /etc/debian_version /etc/mkosi-test.d/conf /var/lib/mkosi-test/state
+    # The host's own files are still there beneath the sandbox tree.
+    grep -q '^root:' /etc/passwd && echo "host passwd"
+    # Read-only: a script cannot change the host through them.
+    if touch /etc/mkosi-test-written 2>/dev/null; then echo "etc writable"; fi
+} > "$SRCDIR/$1-saw"
+"""
+
+
+def test_scripts_see_sandbox_trees(workdir: Path, base: Path) -> None:
+    """SandboxTrees= (mkosi.sandbox/): scripts find its files at their paths, over the host's, which are
+    left untouched."""
+    d = workdir / "sandbox-trees"
+    d.mkdir()
+    (d / "mkosi.conf").write_text(
+        conf(f"""
+        [Output]
+        Format=directory
+        OutputDirectory={d / "out"}
+
+        [Content]
+        BaseTrees={base}
+        """)
+    )
+    tree = d / "mkosi.sandbox"
+    (tree / "etc/mkosi-test.d").mkdir(parents=True)
+    (tree / "etc/mkosi-sandbox-marker").write_text("a new file in /etc\n")
+    (tree / "etc/debian_version").write_text("a host file replaced\n")
+    (tree / "etc/mkosi-test.d/conf").write_text("a new directory in /etc\n")
+    (tree / "var/lib/mkosi-test").mkdir(parents=True)
+    (tree / "var/lib/mkosi-test/state").write_text("outside the host's directories\n")
+    (d / "saw.sh").write_text(SANDBOX_SAW)
+    for kind in ("sync", "prepare", "postinst", "finalize"):
+        (d / f"mkosi.{kind}").write_text(f'#!/bin/sh\nexec sh "$SRCDIR/saw.sh" {kind}\n')
+        (d / f"mkosi.{kind}").chmod(0o755)
+    host_version = Path("/etc/debian_version").read_bytes()
+    res = mkosi(d, "-d", "debian", "-r", "bookworm", "build")
+    assert res.returncode == 0, res.stderr
+    expected = [
+        "a new file in /etc",
+        "a host file replaced",
+        "a new directory in /etc",
+        "outside the host's directories",
+        "host passwd",
+    ]
+    for kind in ("sync", "prepare", "postinst", "finalize"):
+        assert (d / f"{kind}-saw").read_text().splitlines() == expected, kind
+    assert Path("/etc/debian_version").read_bytes() == host_version
+    for path in (
+        "/etc/mkosi-sandbox-marker",
+        "/etc/mkosi-test.d",
+        "/etc/mkosi-test-written",
+        "/var/lib/mkosi-test",
+    ):
+        assert not os.path.lexists(path), path
+    # The sandbox trees are for the tools, not the image.
+    image = d / "out/image"
+    assert not (image / "etc/mkosi-sandbox-marker").exists()
+    assert (image / "etc/debian_version").read_text() != "a host file replaced\n"
+
+
 def test_script_not_executable(workdir: Path, base: Path) -> None:
     d = workdir / "not-executable"
     d.mkdir()

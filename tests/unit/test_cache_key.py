@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from mkosi.build import cache
+from mkosi.build import cache, scripts
+from mkosi.build.context import Context, Shared
 from mkosi.cli import parse_args
 from mkosi.config.images import load
 from mkosi.config.settings import BY_DEST
@@ -382,3 +383,80 @@ def test_remove(tree: Path) -> None:
     paths = cache.CachePaths.of(config)
     assert paths is not None and not paths.tree.exists() and not paths.manifest.exists()
     assert not cache.remove(config)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# $CACHED: decided before the sync scripts run
+
+
+def context(tree: Path, config: Any) -> Context:
+    args, _, _ = parse_args(["-C", os.fspath(tree), "build"])
+    shared = Shared(workspace=tree / "workspace")
+    ctx = Context(args=args, config=config, shared=shared, workspace=shared.workspace / config.name)
+    ctx.root.mkdir(parents=True)
+    ctx.facts[cache.PLAN] = cache.plan([config], metadata_exists=lambda c: True)
+    return ctx
+
+
+def sync_cached(ctx: Context) -> str:
+    """The $CACHED a sync script of ``ctx`` gets."""
+    return scripts.documented_environment(ctx.config, scripts.ScriptKind.sync, cached=cache.available(ctx))[
+        "CACHED"
+    ]
+
+
+def test_cached_is_1_when_the_cache_will_be_reused(tree: Path) -> None:
+    config = load_main(tree)
+    fake_cache(config)
+    paths = cache.CachePaths.of(config)
+    assert paths is not None
+    write(paths.tree / "etc/from-cache", "cached\n")
+    ctx = context(tree, config)
+    cache.check(ctx)
+    assert sync_cached(ctx) == "1"
+    assert cache.will_restore(ctx)
+    cache.restore(ctx)
+    assert cache.restored(ctx) and (ctx.root / "etc/from-cache").read_text() == "cached\n"
+    assert sync_cached(ctx) == "1"
+
+
+@pytest.mark.parametrize("state", ["missing", "out of date", "not in the plan"])
+def test_cached_is_0_without_a_cache_to_reuse(tree: Path, state: str) -> None:
+    config = load_main(tree)
+    if state != "missing":
+        fake_cache(config, current=state != "out of date")
+    ctx = context(tree, config)
+    if state == "not in the plan":
+        ctx.facts[cache.PLAN] = cache.CachePlan(frozenset(), resync=True, reason="metadata is synced")
+    cache.check(ctx)
+    assert sync_cached(ctx) == "0"
+    assert not cache.will_restore(ctx)
+
+
+def test_cached_without_incremental_is_0(tree: Path) -> None:
+    dropin(tree, "[Build]\nIncremental=no\n")
+    config = load_main(tree)
+    ctx = context(tree, config)
+    assert not cache.wants_restore(ctx)
+    assert sync_cached(ctx) == "0"
+
+
+def test_strict_fails_before_the_sync_scripts(tree: Path) -> None:
+    dropin(tree, "[Build]\nIncremental=strict\n")
+    ctx = context(tree, load_main(tree))
+    with pytest.raises(MkosiError, match="Incremental=strict: no up-to-date cached image"):
+        cache.check(ctx)
+
+
+def test_sync_script_that_changes_an_input_drops_the_cache(tree: Path) -> None:
+    write(tree / "mkosi.sync", "#!/bin/sh\ntrue\n", 0o755)
+    config = load_main(tree)
+    fake_cache(config)
+    ctx = context(tree, config)
+    cache.check(ctx)
+    assert cache.available(ctx)
+    # What a sync script may do: update the sources, the prepare script among them.
+    write(tree / "mkosi.prepare", "#!/bin/sh\necho updated\n", 0o755)
+    cache.restore(ctx)
+    assert not cache.restored(ctx) and not cache.available(ctx)
+    assert not any(ctx.root.iterdir())

@@ -6,12 +6,14 @@ finalize settings is) to ``<CacheDirectory>/<CacheKey>.cache/``, with ``<CacheKe
 cache key, a digest over exactly the inputs that shaped that tree (see :func:`key_inputs`). The next build
 whose inputs have the same digest starts from a copy of the saved tree (a reflink copy where the file system
 can) and skips those steps. ``Incremental=strict`` fails when there is no up-to-date cache; ``-ff`` removes
-the cache before building.
+the cache before building. Whether the cache is reused is decided before the sync scripts run (they get
+the answer as ``$CACHED``); the tree is copied in after them.
 
 ``CacheOnly=`` (the manual's CACHING section): ``auto`` syncs repository metadata only when some image has no
 up-to-date cache, and then — as new metadata may bring new package versions — every cache of the build is
 invalidated; ``never`` always syncs (so caches are always rebuilt); ``metadata`` and ``always`` never sync,
-reusing the metadata of an earlier build.
+reusing the metadata of an earlier build. ``always`` also never downloads a package: apt runs without a
+network and takes them from the package cache (see :class:`mkosi.installers.apt.AptSetup`).
 """
 
 from __future__ import annotations
@@ -301,12 +303,20 @@ def plan(images: Sequence[Any], metadata_exists: Callable[[Any], bool]) -> Cache
 # ---------------------------------------------------------------------------------------------------------
 # The steps
 
-RESTORED = "cached"  # also read by the scripts ($CACHED)
+RESTORED = "cached"
 PLAN = "cache-plan"
+#: The decision of :func:`check`: the key digest of the cached tree that will be reused (absent: none).
+DECIDED = "cache-decision"
 
 
 def restored(ctx: Context) -> bool:
     return bool(ctx.facts.get(RESTORED))
+
+
+def available(ctx: Context) -> bool:
+    """Whether a cached image is reused for this build (``$CACHED`` of the sync scripts): decided by
+    :func:`check` before the sync scripts run, so they see the value the build goes on with."""
+    return ctx.facts.get(DECIDED) is not None
 
 
 def unless_restored(when: Callable[[Context], bool]) -> Callable[[Context], bool]:
@@ -330,14 +340,19 @@ def _paths_or_warn(ctx: Context) -> CachePaths | None:
     return paths
 
 
-def restore(ctx: Context) -> None:
-    """Start from the cached tree when it is up to date (and the plan allows it)."""
+def check(ctx: Context) -> None:
+    """Decide whether the cached tree is reused: it must be up to date (and the plan must allow it).
+
+    Runs before the sync scripts (which are told the outcome in ``$CACHED``); :func:`restore` copies the
+    tree in after them. ``Incremental=strict`` fails here, before any script ran, without a usable cache.
+    """
     paths = _paths_or_warn(ctx)
     if paths is None:
         return
     inputs = key_inputs(ctx.config, ctx.shared.resolve_input)
+    digest = key_digest(inputs)
     data = read_manifest(paths)
-    current = data is not None and data.get("key") == key_digest(inputs)
+    current = data is not None and data.get("key") == digest
     the_plan = ctx.facts.get(PLAN)
     if current and isinstance(the_plan, CachePlan) and ctx.config.name not in the_plan.reusable:
         log.info(f"Not reusing the cached image {paths.tree}: {the_plan.reason or 'metadata is synced'}")
@@ -354,6 +369,32 @@ def restore(ctx: Context) -> None:
                 f"Incremental=strict: no up-to-date cached image at {paths.tree}",
                 hint="build once with Incremental=yes to create it",
             )
+        return
+    ctx.facts[DECIDED] = digest
+    log.info(f"The cached image {paths.tree} is up to date")
+
+
+def will_restore(ctx: Context) -> bool:
+    return available(ctx)
+
+
+def restore(ctx: Context) -> None:
+    """Start from the cached tree that :func:`check` chose, unless the sync scripts changed an input of its
+    key since (then the image is built from scratch, and cached anew)."""
+    paths = CachePaths.of(ctx.config)
+    assert paths is not None
+    data = read_manifest(paths)
+    # Only sync scripts run in between (they may update the sources, prepare scripts among them).
+    inputs = key_inputs(ctx.config, ctx.shared.resolve_input) if ctx.config.sync_scripts else None
+    digest = key_digest(inputs) if inputs is not None else ctx.facts.get(DECIDED)
+    if data is None or not (data.get("key") == digest == ctx.facts.get(DECIDED)):
+        inputs = inputs or key_inputs(ctx.config, ctx.shared.resolve_input)
+        what = ", ".join(changed_inputs((data or {}).get("inputs") or {}, inputs)) or "its inputs"
+        message = f"The sync scripts changed an input of the cached image {paths.tree} ({what})"
+        if ctx.config.incremental == Incremental.strict:
+            raise MkosiError(f"Incremental=strict: {message}")
+        log.warn(f"{message}: building without it")
+        ctx.facts.pop(DECIDED)
         return
     for entry in ctx.root.iterdir() if ctx.root.exists() else []:
         raise MkosiError(f"Cannot restore the cache into {ctx.root}: it is not empty ({entry.name})")

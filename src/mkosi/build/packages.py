@@ -8,7 +8,7 @@ from pathlib import Path
 from mkosi import distributions, log
 from mkosi.build import localrepo, sandboxtrees
 from mkosi.build.context import Context
-from mkosi.config.model import Architecture, Feature
+from mkosi.config.model import Architecture, CacheOnly, Feature
 from mkosi.errors import MkosiError
 from mkosi.installers import apt
 from mkosi.installers.apt import AptSetup
@@ -50,9 +50,12 @@ def setup(ctx: Context) -> AptSetup:
         with_docs=c.with_docs,
         repository_key_check=c.repository_key_check,
         extra_sources=localrepo.sources(ctx),
+        # SandboxTrees=: their etc/apt (sources, keys, apt.conf.d, preferences) is honoured by apt, and a
+        # keyring at the distribution's keyring path in them replaces the host's.
+        sandbox_tree=sandboxtrees.assemble(ctx),
+        cache_only=c.cache_only == CacheOnly.always,
     )
-    # SandboxTrees=: their etc/apt (sources, keys, apt.conf.d, preferences) is honoured by apt.
-    return dataclasses.replace(s, sandbox_tree=sandboxtrees.assemble(ctx))
+    return s
 
 
 def sync_once(ctx: Context, s: AptSetup) -> None:

@@ -95,9 +95,11 @@ def _has(attr: str) -> Callable[[Context], bool]:
 
 STEPS: list[Step] = [
     Step("Copying in sandbox trees", sandboxtrees.install, when=sandboxtrees.wanted),
+    # Incremental=: decided before the sync scripts, which are told in $CACHED; the steps up to the prepare
+    # scripts are skipped when the root comes from the cache.
+    Step("Checking the incremental cache", cache.check, when=cache.wants_restore),
     Step("Running sync scripts", scripts.run_sync_scripts, when=_has("sync_scripts")),
-    # Incremental=: the steps up to the prepare scripts are skipped when the root comes from the cache.
-    Step("Checking the incremental cache", cache.restore, when=cache.wants_restore),
+    Step("Restoring the cached image", cache.restore, when=cache.will_restore),
     Step("Installing base trees", install_base_trees, when=cache.unless_restored(_has("base_trees"))),
     Step(
         "Installing skeleton trees",

@@ -12,19 +12,27 @@ workspace); nothing of them reaches the image. What is honoured, for apt-based b
   wins);
 * ``etc/apt/preferences`` and ``etc/apt/preferences.d/``: pinning;
 * absolute paths in ``Signed-By:`` fields and ``[signed-by=…]`` options that exist in the sandbox trees
-  (e.g. ``/etc/apt/keyrings/foo.asc``) are used from there; other paths are looked up on the host.
+  (e.g. ``/etc/apt/keyrings/foo.asc``) are used from there; other paths are looked up on the host;
+* the distribution's archive keyring (``/usr/share/keyrings/debian-archive-keyring.gpg``, …): one at that
+  path in the sandbox trees is used instead of the host's (:func:`mkosi.distributions.apt_based.keyrings`).
 
 apt itself runs on the host with a private configuration (see :mod:`mkosi.installers.apt`); the sandbox
 trees are turned into that configuration's paths, not mounted over the host's ``/etc``. Not supported:
 other tools' configuration in the sandbox trees (``/etc/dnf``, ``/etc/pacman.d``, …, irrelevant for
 Debian), and files outside ``etc/apt`` affecting apt.
+
+User scripts see every file of the sandbox trees at its path (read-only overlays over the host's ``/etc``,
+``/usr``, …, inside the script's own mount namespace; see
+:func:`mkosi.build.scripts.sandbox_tree_mounts`). The host is never changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mkosi.build import trees
 from mkosi.build.context import Context
@@ -36,6 +44,16 @@ def wanted(ctx: Context) -> bool:
     return bool(getattr(ctx.config, "sandbox_trees", None))
 
 
+def merge(sandbox_trees: Sequence[Any], dst: Path) -> Path | None:
+    """``SandboxTrees=`` (a list of trees with ``source`` and ``target``) merged into ``dst``, in order."""
+    if not sandbox_trees:
+        return None
+    dst.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for tree in sandbox_trees:
+        trees.install_tree(tree.source, dst, tree.target)
+    return dst
+
+
 def assemble(ctx: Context) -> Path | None:
     """The sandbox trees merged into one directory of the workspace (``None`` without sandbox trees)."""
     if not wanted(ctx):
@@ -43,10 +61,7 @@ def assemble(ctx: Context) -> Path | None:
     done = ctx.facts.get(_FACT)
     if isinstance(done, Path):
         return done
-    dst = ctx.workspace / "sandbox-tree"
-    dst.mkdir(mode=0o755, parents=True, exist_ok=True)
-    for tree in ctx.config.sandbox_trees:
-        trees.install_tree(tree.source, dst, tree.target)
+    dst = merge(ctx.config.sandbox_trees, ctx.workspace / "sandbox-tree")
     ctx.facts[_FACT] = dst
     return dst
 

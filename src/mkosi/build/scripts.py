@@ -5,9 +5,10 @@ Every script runs in a :class:`mkosi.sandbox.Sandbox` whose root is a small scaf
 documented places are bound in: the build sources at ``/work/src`` (the working directory), the image at
 ``/buildroot``, ``$DESTDIR`` at ``/work/dest``, ``$OUTPUTDIR`` at ``/work/out``, ``$BUILDDIR`` at
 ``/work/build``, ``$ARTIFACTDIR`` at ``/work/artifacts``, ``$PACKAGEDIR`` at ``/work/packages``, the JSON of
-the configuration at ``/work/config.json`` and the script itself at ``/work/<kind>``. Helper commands
-(``mkosi-chroot``, ``mkosi-install``, …) are small generated shell scripts in ``/work/bin``, first on
-``$PATH``; the ones that do real work call back into this module (:func:`helper_main`).
+the configuration at ``/work/config.json`` and the script itself at ``/work/<kind>``. The files of
+``SandboxTrees=`` appear at their paths, over the host's (read-only overlays; the host is not changed).
+Helper commands (``mkosi-chroot``, ``mkosi-install``, …) are small generated shell scripts in ``/work/bin``,
+first on ``$PATH``; the ones that do real work call back into this module (:func:`helper_main`).
 
 A script whose name ends in ``.chroot`` is run as ``mkosi-chroot /work/<kind>``: chrooted into the image,
 with the ``$CHROOT_*`` values in place of the host ones.
@@ -34,13 +35,14 @@ from typing import Any
 
 import mkosi
 from mkosi import log
+from mkosi.build import cache
 from mkosi.build.context import Context
 from mkosi.build.script_helpers import APT_JSON, BUILDROOT, HELPERS, apt_spec, write_helpers
 from mkosi.cli import Verb
 from mkosi.config.model import Architecture, BuildSourcesEphemeral
 from mkosi.errors import MkosiError
 from mkosi.run import run
-from mkosi.sandbox import DEFAULT_PATH, Bind, Sandbox, chroot_env
+from mkosi.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, chroot_env
 
 WORK = Path("/work")
 SRCDIR = WORK / "src"
@@ -326,6 +328,43 @@ def scaffold(where: Path) -> Path:
     return root
 
 
+#: Places of the script sandbox that are its own (API file systems, private directories, mkosi's mounts):
+#: the sandbox trees cannot put files there.
+SANDBOX_OWN = frozenset({"proc", "sys", "dev", "run", "tmp", "var/tmp", "work", "buildroot"})
+
+
+def sandbox_tree_mounts(tree: Path, scaffold: Path) -> tuple[list[Bind], list[Overlay], list[str]]:
+    """How the files of the merged ``SandboxTrees=`` appear at their paths in a script's sandbox.
+
+    A top-level directory that is bound from the host (``/etc``, ``/usr``, …) becomes a read-only overlay
+    of the tree's directory on top of the host's; anything else is bound read-only onto the scaffold (whose
+    mount points live in the workspace). Nothing on the host changes. Also returns what is left out (a place
+    the sandbox owns, or a host symlink such as ``/bin`` on merged-/usr hosts), for a warning.
+    """
+    binds: list[Bind] = []
+    overlays: list[Overlay] = []
+    skipped: list[str] = []
+
+    def visit(rel: Path) -> None:
+        for entry in sorted((tree / rel).iterdir()):
+            r = rel / entry.name
+            host = Path("/") / r
+            if r.as_posix() in SANDBOX_OWN:
+                skipped.append(f"/{r.as_posix()}")
+            elif len(r.parts) == 1 and os.fspath(host) in HOST_DIRS and os.path.lexists(host):
+                if host.is_dir() and not host.is_symlink() and entry.is_dir() and not entry.is_symlink():
+                    overlays.append(Overlay((entry, host), host))
+                else:
+                    skipped.append(f"/{r.as_posix()}")
+            elif entry.is_dir() and not entry.is_symlink() and (scaffold / r).is_dir():
+                visit(r)
+            else:
+                binds.append(Bind(entry, host, readonly=True))
+
+    visit(Path("."))
+    return binds, overlays, skipped
+
+
 def host_binds(root: Path) -> list[Bind]:
     """The scaffold on itself (so that nested sandboxes find a mount point at /), host directories, and
     the Python and mkosi that the helper commands run."""
@@ -355,6 +394,11 @@ class Place:
     apt_paths: tuple[Path, ...] = ()
     apt_json: Path | None = None
     cached: bool = False
+    #: the merged SandboxTrees= (their files appear at their paths in every script's sandbox)
+    sandbox_tree: Path | None = None
+    _tree_mounts: tuple[tuple[Bind, ...], tuple[Overlay, ...]] | None = dataclasses.field(
+        default=None, init=False, repr=False
+    )
 
     @property
     def root(self) -> Path:
@@ -363,6 +407,19 @@ class Place:
     @property
     def helpers(self) -> Path:
         return write_helpers(self.workdir)
+
+    def tree_mounts(self) -> tuple[tuple[Bind, ...], tuple[Overlay, ...]]:
+        """The binds and overlays that show the sandbox trees to scripts (worked out once)."""
+        if self._tree_mounts is None:
+            binds: list[Bind] = []
+            overlays: list[Overlay] = []
+            if self.sandbox_tree is not None and self.sandbox_tree.is_dir():
+                binds, overlays, skipped = sandbox_tree_mounts(self.sandbox_tree, self.root)
+                if skipped:
+                    what = ", ".join(skipped)
+                    log.warn(f"SandboxTrees=: not visible to scripts (the sandbox's own places): {what}")
+            self._tree_mounts = (tuple(binds), tuple(overlays))
+        return self._tree_mounts
 
     @property
     def config_json(self) -> Path:
@@ -487,7 +544,10 @@ def run_script(
         builddir.mkdir(parents=True, exist_ok=True)
     env = script_environment(config, kind, builddir=builddir is not None, cached=place.cached)
 
-    binds = [*host_binds(place.root), *sources]
+    tree_binds, overlays = place.tree_mounts()
+    covered = {o.dst for o in overlays}
+    binds = [b for b in host_binds(place.root) if b.dst not in covered]
+    binds += [*tree_binds, *sources]
     binds += [Bind(script, kind.mount, readonly=True), Bind(place.helpers, HELPERS, readonly=True)]
     if "MKOSI_CONFIG" in env:
         binds.append(Bind(place.config_json, CONFIG_JSON, readonly=True))
@@ -513,7 +573,15 @@ def run_script(
     if network and resolv.is_file() and not any(resolv.is_relative_to(d) for d in HOST_DIRS):
         # /etc/resolv.conf often points into /run (systemd-resolved), which is private in the sandbox.
         binds.append(Bind(resolv, resolv, readonly=True))
-    sandbox = Sandbox(root=place.root, chroot=True, binds=tuple(binds), network=network, env=env, cwd=SRCDIR)
+    sandbox = Sandbox(
+        root=place.root,
+        chroot=True,
+        binds=tuple(binds),
+        overlays=overlays,
+        network=network,
+        env=env,
+        cwd=SRCDIR,
+    )
     command = _outer_command(script, kind, args)
     log.info(f"Running {kind.label.lower()} script {script}{' ' + shlex.join(args) if args else ''}")
     result = run(
@@ -555,7 +623,7 @@ def _place(ctx: Context) -> Place:
     place = ctx.facts.get("scripts.place")
     if isinstance(place, Place):
         return place
-    from mkosi.build import localrepo
+    from mkosi.build import localrepo, sandboxtrees
 
     artifacts = ctx.shared.workspace / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -565,6 +633,7 @@ def _place(ctx: Context) -> Place:
         debug_shell=ctx.args.debug_shell,
         artifacts=artifacts,
         packages=localrepo.directory(ctx),
+        sandbox_tree=sandboxtrees.assemble(ctx),
     )
     place.workdir.mkdir(parents=True, exist_ok=True)
     ctx.facts["scripts.place"] = place
@@ -590,6 +659,9 @@ def _apt_spec(ctx: Context, place: Place) -> None:
     s.cache_dir.mkdir(parents=True, exist_ok=True)
     s.state_dir.mkdir(parents=True, exist_ok=True)
     place.apt_paths = (s.cache_dir, s.state_dir, localrepo.directory(ctx).resolve())
+    if s.sandbox_tree is not None:
+        # apt's private configuration names files of the sandbox trees by their workspace path.
+        place.apt_paths += (s.sandbox_tree,)
 
 
 def _network(config: Any, kind: ScriptKind) -> bool:
@@ -609,7 +681,7 @@ def _run_group(
     outputdir: Path | None = None,
 ) -> None:
     place = _place(ctx)
-    place.cached = bool(ctx.facts.get("cached", False))
+    place.cached = cache.available(ctx)
     if kind.in_image:
         _apt_spec(ctx, place)
     before = set(os.listdir(outputdir)) if outputdir is not None and outputdir.is_dir() else set()
@@ -697,10 +769,13 @@ def run_postoutput_scripts(ctx: Context) -> None:
 
 @contextlib.contextmanager
 def _temporary_place(config: Any, **kwargs: Any) -> Iterator[Place]:
+    from mkosi.build import sandboxtrees
+
     parent = Path(os.environ.get("TMPDIR") or "/var/tmp")
     workdir = Path(tempfile.mkdtemp(prefix="mkosi-scripts-", dir=parent if parent.is_dir() else None))
     try:
-        yield Place(config=config, workdir=workdir, **kwargs)
+        tree = sandboxtrees.merge(config.sandbox_trees or [], workdir / "sandbox-tree")
+        yield Place(config=config, workdir=workdir, sandbox_tree=tree, **kwargs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -171,8 +171,14 @@ def apt_setup(
     with_docs: bool = True,
     repository_key_check: bool = True,
     sandbox_tree: Path | None = None,
+    cache_only: bool = False,
 ) -> AptSetup:
-    """An :class:`AptSetup` for a root of ``distribution`` built from explicit values."""
+    """An :class:`AptSetup` for a root of ``distribution`` built from explicit values.
+
+    ``sandbox_tree`` is the merged ``SandboxTrees=``: apt honours its ``etc/apt``, and a keyring it carries at
+    the distribution's keyring path is used instead of the host's. ``cache_only`` (``CacheOnly=always``):
+    apt never contacts the network; packages come from the package cache.
+    """
     if local_mirror:
         check_local_mirror(
             distribution, local_mirror, release, tuple(components) or distribution.default_components()
@@ -201,4 +207,5 @@ def apt_setup(
         merged_usr=distribution.merged_usr(release),
         extra_sources=tuple(extra_sources),
         sandbox_tree=sandbox_tree,
+        cache_only=cache_only,
     )

@@ -95,6 +95,9 @@ class AptSetup:
     ``extra_sources`` are one-line ``deb …`` entries added verbatim.
     ``sandbox_tree`` is the merged ``SandboxTrees=``: its ``etc/apt`` (sources, keys, apt.conf.d,
     preferences) is honoured (see :mod:`mkosi.build.sandboxtrees`).
+    ``cache_only`` (``CacheOnly=always``): apt never contacts the network. Repository metadata is not
+    synced, and apt runs on the host without a network (in a network namespace of its own), so packages
+    come from the package cache (or local ``copy:`` repositories); one that is not there is an error.
     """
 
     root: Path
@@ -110,6 +113,7 @@ class AptSetup:
     merged_usr: bool = True
     extra_sources: tuple[str, ...] = ()
     sandbox_tree: Path | None = None
+    cache_only: bool = False
 
     def __post_init__(self) -> None:
         # apt's configuration needs absolute paths, and DPkg::Chroot-Directory the real one.
@@ -428,14 +432,15 @@ def _apt(
             "-o", "Debug::NoLocking=true",
         ]  # fmt: skip
     writes_shared = sandbox is None and ("update" in args or "--download-only" in args)
+    if sandbox is not None:
+        prefix = dataclasses.replace(sandbox, stdout_to_fd=3).command()
+    elif setup.cache_only:
+        # CacheOnly=always: apt on the host gets a network namespace of its own, with nothing in it.
+        prefix = Sandbox(network=False, pid_namespace=False).command()
+    else:
+        prefix = []
     with _shared_locks(setup, writes_shared), _reading(out) as stdout:
-        result = run(
-            cmd,
-            env=env,
-            stdout=stdout,
-            check=False,
-            sandbox=dataclasses.replace(sandbox, stdout_to_fd=3).command() if sandbox is not None else (),
-        )
+        result = run(cmd, env=env, stdout=stdout, check=False, sandbox=prefix)
     if check and result.returncode != 0:
         raise _apt_error(setup, args, result, out)
     return result, out
@@ -502,8 +507,20 @@ def _chroot_sandbox(setup: AptSetup, *, chroot: bool) -> Sandbox:
 
 
 def sync(setup: AptSetup) -> None:
-    """Download the repository metadata into ``state_dir`` (once for every image sharing it)."""
+    """Download the repository metadata into ``state_dir`` (once for every image sharing it).
+
+    With ``cache_only`` nothing is downloaded: the metadata already there is used.
+    """
     prepare(setup)
+    if setup.cache_only:
+        lists = setup.state_dir / "lists"
+        if not any(p.is_file() and p.name != "lock" for p in lists.iterdir()):
+            raise MkosiError(
+                f"CacheOnly=always: there is no repository metadata in {lists} to use",
+                hint="build once with CacheOnly=auto (and a CacheDirectory=) to sync it",
+            )
+        log.info("CacheOnly=always: not syncing repository metadata, using what is there")
+        return
     result, out = _apt(setup, ["apt-get", "update"], label="Syncing repository metadata", check=False)
     if result.returncode == 0:
         return
@@ -530,7 +547,12 @@ _INST = re.compile(r"^Inst (\S+) (?:\[[^\]]*\] )?\((\S+) .*\[([^\]]+)\]\)")
 
 def resolve(setup: AptSetup, packages: Sequence[str]) -> list[Package]:
     """What apt would install into the root for ``packages`` (a simulation)."""
-    _, out = _apt(setup, ["apt-get", "install", "--simulate", *packages], label="Resolving", keep=True)
+    return _simulate(setup, ["apt-get", "install", "--simulate", *packages])
+
+
+def _simulate(setup: AptSetup, args: Sequence[str]) -> list[Package]:
+    """The packages an apt command (with ``--simulate``) would install."""
+    _, out = _apt(setup, args, label="Resolving", keep=True)
     pkgs = []
     for line in out.lines:
         m = _INST.match(line)
@@ -542,7 +564,32 @@ def resolve(setup: AptSetup, packages: Sequence[str]) -> list[Package]:
 
 def download(setup: AptSetup, packages: Sequence[str]) -> None:
     """Download ``packages`` and their dependencies (those the root lacks) into the package cache."""
-    _apt(setup, ["apt-get", "install", "--download-only", *packages], label="Downloading")
+    _download(setup, ["apt-get", "install", "--download-only", *packages])
+
+
+def _download(setup: AptSetup, args: Sequence[str]) -> None:
+    """``apt-get … --download-only``; with ``cache_only`` a package missing from the package cache fails
+    with one line naming every missing package."""
+    result, out = _apt(setup, args, label="Downloading", check=False)
+    if result.returncode == 0:
+        return
+    if setup.cache_only:
+        simulate = [a for a in args if a != "--download-only"]
+        missing = not_cached(setup, _simulate(setup, [*simulate[:2], "--simulate", *simulate[2:]]))
+        if missing:
+            names = ", ".join(f"{p.name} ({p.version})" for p in missing[:10])
+            if len(missing) > 10:
+                names += f" (and {len(missing) - 10} more)"
+            raise MkosiError(
+                f"CacheOnly=always: not in the package cache {setup.archives}: {names}",
+                hint="build once without CacheOnly=always to download them",
+            )
+    raise _apt_error(setup, args, result, out)
+
+
+def not_cached(setup: AptSetup, packages: Sequence[Package]) -> list[Package]:
+    """Those of ``packages`` whose ``.deb`` is not in the package cache."""
+    return [p for p in packages if not (setup.archives / p.filename).exists()]
 
 
 def _skeleton(setup: AptSetup) -> None:
@@ -679,7 +726,7 @@ def remove(setup: AptSetup, packages: Sequence[str]) -> None:
 def _download_then_run(setup: AptSetup, args: Sequence[str], *, label: str) -> None:
     """``apt-get VERB …``: download what it needs on the host first, then run it with dpkg in the root."""
     prepare(setup)
-    _apt(setup, [args[0], args[1], "--download-only", *args[2:]], label="Downloading")
+    _download(setup, [args[0], args[1], "--download-only", *args[2:]])
     _apt(setup, args, label=label, sandbox=_chroot_sandbox(setup, chroot=False))
 
 
