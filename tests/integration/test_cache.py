@@ -188,8 +188,6 @@ SYNC = """\
 echo "$CACHED" >> "$SRCDIR/cached-values"
 """
 
-RATIO_GOAL = 3.0
-
 
 def last_cached(directory: Path) -> str:
     """The ``$CACHED`` the sync script of the last build was given."""
@@ -295,13 +293,13 @@ def test_first_build_installs_and_saves_the_cache(project: Project) -> None:
 
 
 @_mark
-def test_second_build_reuses_the_cache_and_is_faster(project: Project) -> None:
+def test_second_build_reuses_the_cache(project: Project) -> None:
+    # How much faster that is (the goal is 3x) is measured by benchmarks/incremental.py, not asserted here:
+    # a timed test depends on the mirror's speed during the first build.
     log = project.second.stderr
     assert "Reusing the cached image" in log and "skipping the installation" in log
     for skipped in ("Installing packages", "Running prepare scripts", "Syncing repository metadata", "Saved"):
         assert skipped not in log, f"{skipped!r} in a build from the cache:\n{log}"
-    ratio = project.first_seconds / project.second_seconds
-    assert ratio >= RATIO_GOAL, f"{project.first_seconds:.1f}s / {project.second_seconds:.1f}s = {ratio:.1f}x"
 
 
 @_mark
