@@ -40,6 +40,7 @@ from mkosi.build.context import Context
 from mkosi.build.script_helpers import APT_JSON, BUILDROOT, HELPERS, apt_spec, write_helpers
 from mkosi.cli import Verb
 from mkosi.config.model import Architecture, BuildSourcesEphemeral
+from mkosi.config.specifiers import build_subdir
 from mkosi.errors import MkosiError
 from mkosi.run import run
 from mkosi.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, chroot_env
@@ -279,34 +280,6 @@ def script_environment(config: Any, kind: ScriptKind, **kwargs: Any) -> dict[str
 
 # ---------------------------------------------------------------------------------------------------------
 # Where scripts run
-
-
-def build_subdir(config: Any) -> Path | None:
-    """``BuildDirectory=`` plus ``BuildKey=`` (with its delayed ``&`` specifiers expanded)."""
-    if not config.build_directory:
-        return None
-    base = Path(config.build_directory)
-    key = str(config.build_key or "")
-    if key in ("", "-"):
-        return base
-    letters = {
-        "d": config.distribution.value,
-        "r": str(config.release or ""),
-        "a": config.architecture.value,
-        "i": str(config.image_id or ""),
-        "v": str(config.image_version or ""),
-        "I": str(getattr(config, "name", "") or ""),
-        "&": "&",
-    }
-    out, i = [], 0
-    while i < len(key):
-        if key[i] == "&" and i + 1 < len(key) and key[i + 1] in letters:
-            out.append(letters[key[i + 1]])
-            i += 2
-        else:
-            out.append(key[i])
-            i += 1
-    return base / "".join(out)
 
 
 def _under_usr(path: Path) -> bool:

@@ -89,3 +89,31 @@ def expand(
             continue
         warn(f"{path.absolute()}: unknown specifier %{letter} in {text}, ignoring")
     return "".join(out)
+
+
+def build_subdir(config: Any) -> Path | None:
+    """``BuildDirectory=`` plus ``BuildKey=`` (with its delayed ``&`` specifiers expanded)."""
+    if not config.build_directory:
+        return None
+    base = Path(config.build_directory)
+    key = str(config.build_key or "")
+    if key in ("", "-"):
+        return base
+    letters = {
+        "d": config.distribution.value,
+        "r": str(config.release or ""),
+        "a": config.architecture.value,
+        "i": str(config.image_id or ""),
+        "v": str(config.image_version or ""),
+        "I": str(getattr(config, "name", "") or ""),
+        "&": "&",
+    }
+    out, i = [], 0
+    while i < len(key):
+        if key[i] == "&" and i + 1 < len(key) and key[i + 1] in letters:
+            out.append(letters[key[i + 1]])
+            i += 2
+        else:
+            out.append(key[i])
+            i += 1
+    return base / "".join(out)

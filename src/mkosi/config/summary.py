@@ -8,6 +8,7 @@ from typing import Any
 
 from mkosi.config.images import LoadedImage
 from mkosi.config.settings import SETTINGS, Scope, Setting
+from mkosi.config.specifiers import build_subdir
 
 
 def in_json(s: Setting) -> bool:
@@ -21,6 +22,8 @@ def image_json(image: LoadedImage) -> dict[str, Any]:
             out[s.name] = s.kind.to_json(image.values[s.dest])
     out["Files"] = [str(p) for p in image.files]
     out["Image"] = image.name
+    if (subdir := build_subdir(image)) is not None:
+        out["BuildSubdirectory"] = str(subdir)
     return out
 
 
