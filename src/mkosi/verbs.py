@@ -10,14 +10,15 @@ from pathlib import Path
 
 from mkosi import log
 from mkosi.cli import Args, CliValues, Verb, parse_args, print_help
-from mkosi.config.images import LoadedImage, find_configdir, load
+from mkosi.config.images import find_configdir, load
 from mkosi.config.summary import cat_config, summary_json, summary_text
+from mkosi.config.typed import Config
 from mkosi.errors import MkosiError
 
-VerbFunction = Callable[[Args, list[LoadedImage]], int]
+VerbFunction = Callable[[Args, list[Config]], int]
 
 
-def verb_summary(args: Args, images: list[LoadedImage]) -> int:
+def verb_summary(args: Args, images: list[Config]) -> int:
     if args.json:
         sys.stdout.write(summary_json(images) + "\n")
     else:
@@ -25,12 +26,12 @@ def verb_summary(args: Args, images: list[LoadedImage]) -> int:
     return 0
 
 
-def verb_cat_config(args: Args, images: list[LoadedImage]) -> int:
+def verb_cat_config(args: Args, images: list[Config]) -> int:
     sys.stdout.write(cat_config(images))
     return 0
 
 
-def verb_genkey(args: Args, images: list[LoadedImage]) -> int:
+def verb_genkey(args: Args, images: list[Config]) -> int:
     from mkosi.keys import genkey
 
     try:
@@ -49,7 +50,7 @@ def verb_genkey(args: Args, images: list[LoadedImage]) -> int:
     return 0
 
 
-def verb_build(args: Args, images: list[LoadedImage]) -> int:
+def verb_build(args: Args, images: list[Config]) -> int:
     from mkosi.build.runner import build_images
     from mkosi.build.scripts import run_configure_scripts
 
@@ -65,7 +66,7 @@ ARTIFACT_SUFFIXES = re.compile(
 )
 
 
-def is_artifact_of(name: str, config: LoadedImage) -> bool:
+def is_artifact_of(name: str, config: Config) -> bool:
     from mkosi.outputs.naming import output_name
 
     if name == output_name(config):
@@ -74,7 +75,7 @@ def is_artifact_of(name: str, config: LoadedImage) -> bool:
     return name.startswith(stem + ".") and bool(ARTIFACT_SUFFIXES.fullmatch(name[len(stem) :]))
 
 
-def verb_clean(args: Args, images: list[LoadedImage]) -> int:
+def verb_clean(args: Args, images: list[Config]) -> int:
     """Remove what a build left: outputs and their side files; -f also caches, -ff also the package cache."""
     import mkosi.build.cache as cache
     from mkosi.build.runner import output_dir, remove_path
@@ -100,7 +101,7 @@ def verb_clean(args: Args, images: list[LoadedImage]) -> int:
     return 0
 
 
-def verb_bump(args: Args, images: list[LoadedImage]) -> int:
+def verb_bump(args: Args, images: list[Config]) -> int:
     """Write the next version to mkosi.version (from mkosi.bump, or the last number increased by one)."""
     from mkosi.build.artifacts import next_version, write_version
 
@@ -113,7 +114,7 @@ def verb_bump(args: Args, images: list[LoadedImage]) -> int:
     return 0
 
 
-def auto_bump(args: Args, cli: CliValues) -> tuple[list[LoadedImage], str]:
+def auto_bump(args: Args, cli: CliValues) -> tuple[list[Config], str]:
     """``--auto-bump``/``-B``: the images loaded again with the next version (written after the build)."""
     from mkosi.build.artifacts import next_version, version_file
 

@@ -165,6 +165,13 @@ def test_empty_cli_value_resets(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert image["Packages"] == ["c"]
 
 
+def test_empty_release_falls_back_to_the_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # As in mkosi 27.1: Release= is never left unset (ImageId= above is), so Config.release is a str.
+    write_tree(tmp_path, {"mkosi.conf": BASE + "Release=\n"})
+    assert main_image(capsys, tmp_path)["Release"] is not None
+    assert main_image(capsys, tmp_path, "--release=")["Release"] is not None
+
+
 def test_empty_file_value_resets_earlier_items(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_tree(
         tmp_path,

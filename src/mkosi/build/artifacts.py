@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from mkosi import log
 from mkosi.build.context import Context
 from mkosi.build.trees import resolve_in_root, tar_directory
 from mkosi.config.model import ArtifactOutput, Compression, ManifestFormat
+from mkosi.config.typed import Config
 from mkosi.errors import MkosiError
 from mkosi.outputs.naming import split_name
 from mkosi.run import run, which
@@ -155,7 +157,7 @@ def write_manifests(ctx: Context) -> None:
 # Split artifacts and the nspawn settings file
 
 
-def wants_split(kind: ArtifactOutput) -> Any:
+def wants_split(kind: ArtifactOutput) -> Callable[[Context], bool]:
     def when(ctx: Context) -> bool:
         return kind in (ctx.config.split_artifacts or [])
 
@@ -171,7 +173,7 @@ def write_split_os_release(ctx: Context) -> None:
     log.warn("SplitArtifacts=os-release: the image has no os-release file")
 
 
-def split_tar_name(config: Any) -> str:
+def split_tar_name(config: Config) -> str:
     value = config.compress_output
     compression = value if isinstance(value, Compression) else Compression.none
     return split_name(config, "tar") + compression.extension()
@@ -195,7 +197,8 @@ def wants_nspawn_settings(ctx: Context) -> bool:
 
 
 def copy_nspawn_settings(ctx: Context) -> None:
-    source = Path(ctx.config.nspawn_settings)
+    source = ctx.config.nspawn_settings
+    assert source is not None  # when=wants_nspawn_settings
     if not source.is_file():
         raise MkosiError(f"NSpawnSettings={source}: not a file")
     shutil.copyfile(source, _stage(ctx, split_name(ctx.config, "nspawn")))
@@ -213,11 +216,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checksums_name(config: Any) -> str:
+def checksums_name(config: Config) -> str:
     return split_name(config, "SHA256SUMS")
 
 
-def signature_name(config: Any) -> str:
+def signature_name(config: Config) -> str:
     return checksums_name(config) + ".gpg"
 
 

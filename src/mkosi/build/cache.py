@@ -31,6 +31,8 @@ from mkosi import log
 from mkosi.build.context import Context, Shared
 from mkosi.build.trees import copy_tree
 from mkosi.config.model import CacheOnly, Incremental, OutputFormat
+from mkosi.config.typed import Config
+from mkosi.config.values import ConfigTree
 from mkosi.errors import MkosiError
 
 #: Bump when what a cached tree contains changes meaning (old caches are then out of date).
@@ -107,7 +109,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def key_inputs(config: Any, resolve: Callable[[Path], Path] = lambda p: p) -> dict[str, Any]:
+def key_inputs(config: Config, resolve: Callable[[Path], Path] = lambda p: p) -> dict[str, Any]:
     """Everything the cached tree depends on, as JSON. ``resolve`` maps a base tree path to where it really
     is now (an image built earlier in the same invocation is still staged)."""
     c = config
@@ -137,7 +139,7 @@ def key_inputs(config: Any, resolve: Callable[[Path], Path] = lambda p: p) -> di
     }
 
 
-def _tree(tree: Any) -> dict[str, Any]:
+def _tree(tree: ConfigTree) -> dict[str, Any]:
     return {
         "source": os.fspath(tree.source),
         "target": os.fspath(tree.target) if tree.target else None,
@@ -165,7 +167,7 @@ def changed_inputs(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 # Where caches live
 
 
-def expand_cache_key(config: Any) -> str:
+def expand_cache_key(config: Config) -> str:
     """``CacheKey=`` with its delayed ``&`` specifiers expanded (``&d~&r~&a~&I`` → ``debian~bookworm~…``)."""
     values = {
         "d": _plain(config.distribution),
@@ -201,7 +203,7 @@ class CachePaths:
     manifest: Path
 
     @classmethod
-    def of(cls, config: Any) -> CachePaths | None:
+    def of(cls, config: Config) -> CachePaths | None:
         if not config.cache_directory:
             return None
         name = expand_cache_key(config)
@@ -219,11 +221,11 @@ def read_manifest(paths: CachePaths) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def is_incremental(config: Any) -> bool:
+def is_incremental(config: Config) -> bool:
     return config.incremental in (Incremental.yes, Incremental.strict)
 
 
-def up_to_date(config: Any, resolve: Callable[[Path], Path] = lambda p: p) -> bool:
+def up_to_date(config: Config, resolve: Callable[[Path], Path] = lambda p: p) -> bool:
     paths = CachePaths.of(config)
     if paths is None:
         return False
@@ -231,7 +233,7 @@ def up_to_date(config: Any, resolve: Callable[[Path], Path] = lambda p: p) -> bo
     return data is not None and data.get("key") == key_digest(key_inputs(config, resolve))
 
 
-def remove(config: Any) -> bool:
+def remove(config: Config) -> bool:
     """Remove an image's cached tree and manifest (``-ff``, ``mkosi clean -ff``). Whether there was one."""
     paths = CachePaths.of(config)
     if paths is None:
@@ -253,7 +255,7 @@ def remove(config: Any) -> bool:
 # The plan for one invocation
 
 
-def _installs_packages(config: Any) -> bool:
+def _installs_packages(config: Config) -> bool:
     # The same rule as mkosi.build.packages.wanted: packages, or no base tree to start from.
     return bool(config.packages) or not config.base_trees
 
@@ -270,7 +272,7 @@ class CachePlan:
     reason: str = ""
 
 
-def plan(images: Sequence[Any], metadata_exists: Callable[[Any], bool]) -> CachePlan:
+def plan(images: Sequence[Config], metadata_exists: Callable[[Config], bool]) -> CachePlan:
     """Apply ``CacheOnly=`` to the images of an invocation (the manual's CACHING section).
 
     ``metadata_exists(config)`` tells whether an earlier build left repository metadata for the image.
@@ -482,14 +484,14 @@ def _metadata_files(lists: Path) -> Iterable[Path]:
 # For the runner
 
 
-def _context(args: Any, config: Any, shared: Any) -> Context:
+def _context(args: Any, config: Config, shared: Any) -> Context:
     return Context(args=args, config=config, shared=shared, workspace=Path(shared.workspace) / config.name)
 
 
-def plan_for(args: Any, images: Sequence[Any], shared: Any) -> CachePlan:
+def plan_for(args: Any, images: Sequence[Config], shared: Any) -> CachePlan:
     """:func:`plan` for the images of an invocation, with the metadata each image would install from."""
 
-    def metadata_exists(config: Any) -> bool:
+    def metadata_exists(config: Config) -> bool:
         if not config.cache_directory:
             return False
         try:
@@ -500,7 +502,7 @@ def plan_for(args: Any, images: Sequence[Any], shared: Any) -> CachePlan:
     return plan(images, metadata_exists)
 
 
-def remove_for_rebuild(args: Any, config: Any) -> None:
+def remove_for_rebuild(args: Any, config: Config) -> None:
     """``-ff``: remove the image's cached tree and its synced repository metadata."""
     remove(config)
     if not config.cache_directory:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from mkosi import log
 from mkosi.build.context import Context
 from mkosi.build.finalize import extension_release_path
 from mkosi.config.model import OutputFormat
+from mkosi.config.typed import Config
 from mkosi.errors import ConfigErrors, MkosiError
 from mkosi.hostinfo import read_os_release
 from mkosi.outputs import disk
@@ -31,7 +31,7 @@ from mkosi.outputs import disk
 # Before the build.
 
 
-def preflight(images: Sequence[Any]) -> None:
+def preflight(images: Sequence[Config]) -> None:
     """Check the definitions and verity keys of every image that writes a disk or extension image."""
     errors: list[MkosiError] = []
     for config in images:

@@ -20,7 +20,7 @@ import dataclasses
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from mkosi import log
 from mkosi.build.context import Context
 from mkosi.build.trees import resolve_in_root
 from mkosi.config.model import Feature, OutputFormat, Ssh
+from mkosi.config.typed import Config
 from mkosi.errors import MkosiError
 from mkosi.run import run, which
 from mkosi.sandbox import Sandbox, chroot_env
@@ -196,7 +197,7 @@ def write_ssh_units(ctx: Context) -> None:
 # Steps 20 to 25: the image's own tools
 
 
-def wants_tool(name: str) -> Any:
+def wants_tool(name: str) -> Callable[[Context], bool]:
     """A ``when`` condition: the step applies and the image has the program ``name``."""
 
     def when(ctx: Context) -> bool:
@@ -277,7 +278,7 @@ def hash_password(password: str) -> str:
     return hashed
 
 
-def root_password_hash(value: Any) -> str | None:
+def root_password_hash(value: tuple[str, bool] | None) -> str | None:
     """``RootPassword=`` → the hash to store (``""`` for an unlocked account without password)."""
     if not value:
         return None
@@ -499,7 +500,7 @@ def selinux_relabel(ctx: Context) -> None:
 # Credentials= (runtime): what shell, boot and vm pass to the container or VM
 
 
-def credentials(config: Any) -> dict[str, str]:
+def credentials(config: Config) -> dict[str, str]:
     """``Credentials=`` and ``mkosi.credentials/`` as name → value (later entries win, so settings beat the
     directory). A file's content is the value; an executable file's standard output is."""
     result: dict[str, str] = {}
@@ -507,7 +508,8 @@ def credentials(config: Any) -> dict[str, str]:
         if cred.value is not None:
             result[cred.name] = cred.value
             continue
-        path = Path(cred.path)
+        path = cred.path
+        assert path is not None  # a credential has a value or a path
         if os.access(path, os.X_OK) and path.is_file():
             out = run([path], stdout=-1, env=dict(os.environ), what=f"credential script {path}")
             result[cred.name] = out.stdout.decode()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mkosi.cli import Args
+from mkosi.config.typed import Config
 
 
 @dataclasses.dataclass
@@ -27,7 +28,7 @@ class Shared:
 @dataclasses.dataclass
 class Context:
     args: Args
-    config: Any
+    config: Config
     shared: Shared
     #: this image's private workspace (removed with the shared workspace)
     workspace: Path

@@ -25,6 +25,7 @@ import mkosi.build.trees as trees
 from mkosi import log
 from mkosi.build.context import Context
 from mkosi.config.model import ArtifactOutput, Feature, OutputFormat
+from mkosi.config.typed import SETTING_FIELDS
 from mkosi.errors import MkosiError
 from mkosi.outputs import write_output
 
@@ -78,7 +79,9 @@ def _want_clean_metadata(ctx: Context) -> bool:
 
 
 def clamp_mtimes(ctx: Context) -> None:
-    trees.clamp_mtimes(ctx.root, int(ctx.config.source_date_epoch))
+    epoch = ctx.config.source_date_epoch
+    assert epoch is not None  # when=_with_epoch
+    trees.clamp_mtimes(ctx.root, epoch)
 
 
 def overlay_difference(ctx: Context) -> None:
@@ -90,6 +93,9 @@ def _with_epoch(ctx: Context) -> bool:
 
 
 def _has(attr: str) -> Callable[[Context], bool]:
+    """A ``when`` condition: the setting ``attr`` is set (a non-empty list, true)."""
+    if attr not in SETTING_FIELDS:
+        raise AttributeError(f"Config has no setting {attr!r}")
     return lambda ctx: bool(getattr(ctx.config, attr))
 
 

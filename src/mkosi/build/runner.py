@@ -7,7 +7,6 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import mkosi.build.cache as cache
 from mkosi import log
@@ -16,15 +15,16 @@ from mkosi.build.context import Context, Shared
 from mkosi.build.pipeline import run_steps
 from mkosi.cli import Args
 from mkosi.config.model import OutputFormat
+from mkosi.config.typed import Config
 from mkosi.errors import MkosiError
 from mkosi.outputs.naming import output_name
 
 
-def output_dir(args: Args, config: Any) -> Path:
+def output_dir(args: Args, config: Config) -> Path:
     return Path(config.output_directory or args.directory or Path.cwd())
 
 
-def planned_outputs(args: Args, images: list[Any]) -> list[Path]:
+def planned_outputs(args: Args, images: list[Config]) -> list[Path]:
     return [output_dir(args, c) / output_name(c) for c in images if c.output_format != OutputFormat.none]
 
 
@@ -35,7 +35,7 @@ def remove_path(path: Path) -> None:
         path.unlink()
 
 
-def check_outputs(args: Args, images: list[Any]) -> None:
+def check_outputs(args: Args, images: list[Config]) -> None:
     """Refuse to overwrite without -f; with -f remove what the previous build left (and caches with -ff)."""
     outputs = planned_outputs(args, images)
     if args.force == 0:
@@ -73,7 +73,7 @@ def publish(shared: Shared) -> None:
         log.info(f"Wrote {final}")
 
 
-def workspace_parent(args: Args, images: list[Any]) -> Path:
+def workspace_parent(args: Args, images: list[Config]) -> Path:
     main = images[-1]
     if main.workspace_directory:
         return Path(main.workspace_directory)
@@ -83,7 +83,7 @@ def workspace_parent(args: Args, images: list[Any]) -> Path:
     return out
 
 
-def build_images(args: Args, images: list[Any]) -> None:
+def build_images(args: Args, images: list[Config]) -> None:
     preflight(images)
     check_outputs(args, images)
     parent = workspace_parent(args, images)

@@ -32,19 +32,19 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from mkosi.build import trees
 from mkosi.build.context import Context
+from mkosi.config.values import ConfigTree
 
 _FACT = "sandbox_tree"
 
 
 def wanted(ctx: Context) -> bool:
-    return bool(getattr(ctx.config, "sandbox_trees", None))
+    return bool(ctx.config.sandbox_trees)
 
 
-def merge(sandbox_trees: Sequence[Any], dst: Path) -> Path | None:
+def merge(sandbox_trees: Sequence[ConfigTree], dst: Path) -> Path | None:
     """``SandboxTrees=`` (a list of trees with ``source`` and ``target``) merged into ``dst``, in order."""
     if not sandbox_trees:
         return None

@@ -41,6 +41,7 @@ from mkosi.build.script_helpers import APT_JSON, BUILDROOT, HELPERS, apt_spec, w
 from mkosi.cli import Verb
 from mkosi.config.model import Architecture, BuildSourcesEphemeral
 from mkosi.config.specifiers import build_subdir
+from mkosi.config.typed import Config
 from mkosi.errors import MkosiError
 from mkosi.run import run
 from mkosi.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, chroot_env
@@ -201,7 +202,7 @@ def read_environment_file(path: Path) -> dict[str, str]:
     return values
 
 
-def user_environment(config: Any) -> dict[str, str]:
+def user_environment(config: Config) -> dict[str, str]:
     """``EnvironmentFiles=`` (``mkosi.env`` first, then the listed files), then ``Environment=``."""
     env: dict[str, str] = {}
     for path in config.environment_files or []:
@@ -210,7 +211,7 @@ def user_environment(config: Any) -> dict[str, str]:
     return env
 
 
-def distribution_architecture(config: Any) -> str:
+def distribution_architecture(config: Config) -> str:
     from mkosi import distributions
 
     try:
@@ -221,7 +222,7 @@ def distribution_architecture(config: Any) -> str:
 
 
 def documented_environment(
-    config: Any,
+    config: Config,
     kind: ScriptKind,
     *,
     builddir: bool = False,
@@ -265,7 +266,7 @@ def documented_environment(
     return {k: v for k, v in values.items() if v is not None and kind in VARIABLES[k]}
 
 
-def script_environment(config: Any, kind: ScriptKind, **kwargs: Any) -> dict[str, str]:
+def script_environment(config: Config, kind: ScriptKind, **kwargs: Any) -> dict[str, str]:
     """The whole environment of a script: a clean base, the documented variables, then the user's."""
     env = chroot_env({"PATH": f"{HELPERS}:{DEFAULT_PATH}"})
     for name in ("TERM", *PROXY_VARIABLES):
@@ -358,7 +359,7 @@ def host_binds(root: Path) -> list[Bind]:
 class Place:
     """What scripts of one image need on the host: scaffold, helpers, JSON files, shared directories."""
 
-    config: Any
+    config: Config
     workdir: Path
     debug_shell: bool = False
     artifacts: Path | None = None
@@ -404,7 +405,7 @@ class Place:
         return path
 
 
-def _check_script(config: Any, script: Path) -> None:
+def _check_script(config: Config, script: Path) -> None:
     if not script.exists():
         raise MkosiError(f"Script {script} does not exist")
     if script.is_file() and not os.access(script, os.X_OK):
@@ -438,7 +439,7 @@ def copy_sources(source: Path, dst: Path, exclude: Sequence[Path], *, update: bo
         run(["cp", *flags, f"--target-directory={dst}", "--", *entries], what=f"copying {source}")
 
 
-def mkosi_directories(config: Any) -> list[Path]:
+def mkosi_directories(config: Config) -> list[Path]:
     """The directories mkosi writes to, left out of ephemeral copies of the build sources."""
     names = ("output_directory", "cache_directory", "build_directory", "package_cache_directory")
     return [Path(getattr(config, n)) for n in (*names, "workspace_directory") if getattr(config, n, None)]
@@ -446,7 +447,7 @@ def mkosi_directories(config: Any) -> list[Path]:
 
 @contextlib.contextmanager
 def mounted_sources(
-    config: Any, workdir: Path, kind: ScriptKind, exclude: Sequence[Path] = ()
+    config: Config, workdir: Path, kind: ScriptKind, exclude: Sequence[Path] = ()
 ) -> Iterator[list[Bind]]:
     """``BuildSources=`` below ``/work/src``, copied first when they are ephemeral for ``kind``."""
     exclude = [*exclude, workdir, *mkosi_directories(config)]
@@ -637,7 +638,7 @@ def _apt_spec(ctx: Context, place: Place) -> None:
         place.apt_paths += (s.sandbox_tree,)
 
 
-def _network(config: Any, kind: ScriptKind) -> bool:
+def _network(config: Config, kind: ScriptKind) -> bool:
     if kind in (K.build, K.postinst, K.finalize):
         return bool(config.with_network)
     return True
@@ -741,7 +742,7 @@ def run_postoutput_scripts(ctx: Context) -> None:
 
 
 @contextlib.contextmanager
-def _temporary_place(config: Any, **kwargs: Any) -> Iterator[Place]:
+def _temporary_place(config: Config, **kwargs: Any) -> Iterator[Place]:
     from mkosi.build import sandboxtrees
 
     parent = Path(os.environ.get("TMPDIR") or "/var/tmp")
@@ -753,15 +754,17 @@ def _temporary_place(config: Any, **kwargs: Any) -> Iterator[Place]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_configure_scripts(images: Sequence[Any]) -> list[Any]:
+def run_configure_scripts(images: Sequence[Config]) -> list[Config]:
     """``ConfigureScripts=``: each script gets its image's configuration as JSON on stdin and prints the
     new configuration as JSON. Call after loading, before building (build, shell, boot and vm verbs).
-    The images are changed in place and returned."""
+    Returns the images with the scripts' changes applied."""
     from mkosi.config.summary import image_json
 
+    result: list[Config] = []
     for image in images:
-        scripts = image.values.get("configure_scripts") or []
+        scripts = image.configure_scripts
         if not scripts:
+            result.append(image)
             continue
         with _temporary_place(image) as place:
             for script in scripts:
@@ -781,23 +784,34 @@ def run_configure_scripts(images: Sequence[Any]) -> list[Any]:
                     raise MkosiError(f"Configure script {script} did not print JSON: {e}") from None
                 if not isinstance(after, dict):
                     raise MkosiError(f"Configure script {script} did not print a JSON object")
-                apply_json(image, before, after, str(script))
-    return list(images)
+                image = apply_json(image, before, after, str(script))
+                place.config = image
+        result.append(image)
+    return result
 
 
-def apply_json(image: Any, before: Mapping[str, Any], after: Mapping[str, Any], what: str) -> None:
-    """Take the settings whose JSON changed from ``after`` (a configure script's output)."""
+def apply_json(image: Config, before: Mapping[str, Any], after: Mapping[str, Any], what: str) -> Config:
+    """The image with the settings whose JSON changed taken from ``after`` (a configure script's output)."""
     from mkosi.config.settings import SETTINGS
+    from mkosi.config.values import NoneType, union_members
 
+    changes: dict[str, Any] = {}
     for setting in SETTINGS:
         if setting.name not in after or after[setting.name] == before.get(setting.name):
             continue
         try:
-            image.values[setting.dest] = value_from_json(setting.kind, after[setting.name])
+            value = value_from_json(setting.kind, after[setting.name])
         except (ValueError, TypeError, KeyError) as e:
             raise MkosiError(
                 f"Configure script {what}: {setting.name}={after[setting.name]!r}: {e}"
             ) from None
+        if value is None and NoneType not in union_members(setting.value_type):
+            # null empties a list or dictionary; settings that always have a value cannot be null.
+            value = setting.kind.unset()
+            if value is None:
+                raise MkosiError(f"Configure script {what}: {setting.name}=null: the setting needs a value")
+        changes[setting.dest] = value
+    return dataclasses.replace(image, **changes)
 
 
 def _json_text(value: Any) -> str:
@@ -840,14 +854,14 @@ def value_from_json(kind: Any, value: Any) -> Any:
         raise ValueError(str(e)) from None
 
 
-def run_clean_scripts(args: Any, images: Sequence[Any]) -> None:
+def run_clean_scripts(args: Any, images: Sequence[Config]) -> None:
     """``CleanScripts=``: run by the clean verb after the outputs were removed, with ``$OUTPUTDIR`` bound
     to the image's output directory."""
     for image in images:
-        scripts = image.values.get("clean_scripts") or []
+        scripts = image.clean_scripts
         if not scripts:
             continue
-        out = Path(image.values.get("output_directory") or getattr(args, "directory", None) or Path.cwd())
+        out = Path(image.output_directory or getattr(args, "directory", None) or Path.cwd())
         out.mkdir(parents=True, exist_ok=True)
         with _temporary_place(image) as place:
             with mounted_sources(image, place.workdir, K.clean) as sources:

@@ -10,7 +10,7 @@ Rules (the manual's "BUILDING MULTIPLE IMAGES"):
   is dependencies first, the main image last; cycles and unknown names are errors.
 
 Two images are derived from built-in configurations (see :mod:`mkosi.config.builtin`): the default tools
-tree, which is not built like the other images and hangs off the main image (``LoadedImage.tools``), and
+tree, which is not built like the other images and hangs off the main image (``Config.tools``), and
 the default initrd, an ordinary subimage added when some image lists ``default`` in ``Initrds=``.
 """
 
@@ -20,50 +20,30 @@ import copy
 import dataclasses
 import graphlib
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mkosi.cli import Args, CliValues
 from mkosi.config import builtin
 from mkosi.config.loader import ParseState, chdir
-from mkosi.config.settings import BY_DEST, SETTINGS, Scope
-from mkosi.config.syntax import Origin
+from mkosi.config.settings import SETTINGS, Scope
+from mkosi.config.typed import Config
 from mkosi.config.values import try_boolean
 from mkosi.errors import ConfigErrors, MkosiError
 
 
-@dataclasses.dataclass
-class LoadedImage:
-    """One image's final values (by attribute name) plus where they came from."""
-
-    name: str
-    values: dict[str, Any]
-    files: list[Path]
-    origins: dict[str, list[Origin]]
-    match_notes: list[str]
-    #: The default tools tree (``ToolsTree=default``), on the main image only.
-    tools: LoadedImage | None = None
-
-    @classmethod
-    def from_state(cls, state: ParseState, values: dict[str, Any] | None = None) -> LoadedImage:
-        return cls(
-            state.image,
-            state.finalize() if values is None else values,
-            state.files,
-            state.origins,
-            state.match_notes,
-        )
-
-    def __getitem__(self, dest: str) -> Any:
-        return self.values[dest]
-
-    def __getattr__(self, dest: str) -> Any:
-        # Settings by attribute name (``config.output_format``); typed as Any until the model is generated.
-        try:
-            return self.__dict__["values"][dest]
-        except KeyError:
-            raise AttributeError(dest) from None
+def image_config(
+    state: ParseState, values: dict[str, Any] | None = None, tools: Config | None = None
+) -> Config:
+    """The frozen :class:`Config` of one image from its parse state (``values``: its finalized values)."""
+    return Config(
+        name=state.image,
+        files=state.files,
+        origins=state.origins,
+        match_notes=state.match_notes,
+        tools=tools,
+        **(state.finalize() if values is None else values),
+    )
 
 
 def find_configdir(directory: Path) -> Path:
@@ -75,14 +55,14 @@ def find_configdir(directory: Path) -> Path:
     return directory
 
 
-def output_path(values: Mapping[str, Any]) -> Path:
+def output_path(config: Config) -> Path:
     """Where an image's artifact is written: its output directory (default: the configuration directory
     of the current directory) plus ``Output=``, without extension."""
-    directory = Path(values["output_directory"] or find_configdir(Path.cwd()))
-    return directory / str(values["output"])
+    directory = Path(config.output_directory or find_configdir(Path.cwd()))
+    return directory / config.output
 
 
-def load(args: Args, cli: CliValues) -> list[LoadedImage]:
+def load(args: Args, cli: CliValues) -> list[Config]:
     """Read the configuration of every image. Raises :class:`ConfigErrors` listing every problem."""
     assert args.directory is not None
     errors: list[MkosiError] = list(cli.errors)
@@ -100,7 +80,7 @@ def load(args: Args, cli: CliValues) -> list[LoadedImage]:
 
 def _load(
     args: Args, cli: CliValues, configdir: Path, state: ParseState, errors: list[MkosiError]
-) -> list[LoadedImage]:
+) -> list[Config]:
     state.parse_new_includes()
     # Files included from the command line are not listed among the image's files (as in mkosi).
     state.files = []
@@ -110,8 +90,8 @@ def _load(
     errors += state.errors
 
     # The default tools tree comes first: its path is the ToolsTree= that subimages and the initrd inherit.
-    tools: LoadedImage | None = None
-    tools_tree = main_values.get("tools_tree")
+    tools: Config | None = None
+    tools_tree = main_values["tools_tree"]
     if tools_tree in (Path("default"), Path("yes")) and not errors:
         if try_boolean(os.environ.get("MKOSI_IN_BOX", "")):
             # Inside `mkosi box` the default tools tree is the one the box runs in.
@@ -122,8 +102,8 @@ def _load(
         else:
             tools_state = builtin.default_tools(state, main_values, configdir)
             errors += tools_state.errors
-            tools = LoadedImage.from_state(tools_state)
-            main_values["tools_tree"] = output_path(tools.values)
+            tools = image_config(tools_state)
+            main_values["tools_tree"] = output_path(tools)
     elif tools_tree == Path("no"):
         main_values["tools_tree"] = None
 
@@ -138,7 +118,7 @@ def _load(
             passed_cli[s.dest] = copy.deepcopy(main_values[s.dest])
     base_cli_origins = {d: o for d, o in state.origins.items() if d in passed_cli}
 
-    subimages: list[LoadedImage] = []
+    subimages: list[Config] = []
     imagedir = configdir / "mkosi.images"
     for p in sorted(imagedir.iterdir()) if imagedir.is_dir() else []:
         p = p.absolute()
@@ -167,7 +147,7 @@ def _load(
         if not matched:
             state.match_notes += sub.match_notes
             continue
-        subimages.append(LoadedImage.from_state(sub))
+        subimages.append(image_config(sub))
         default_dependencies.append(name)
 
     if not explicit_dependencies:
@@ -176,36 +156,39 @@ def _load(
     if errors:
         raise ConfigErrors(errors)
 
-    main = LoadedImage.from_state(state, main_values)
-    main.tools = tools
+    main = image_config(state, main_values, tools)
 
     wanting = [image for image in [*subimages, main] if wants_default_initrd(image)]
     if wanting:
         initrd_state = builtin.default_initrd(state, main_values, configdir)
         if initrd_state.errors:
             raise ConfigErrors(initrd_state.errors)
-        initrd = LoadedImage.from_state(initrd_state)
-        for image in wanting:
-            use_default_initrd(image, initrd)
+        initrd = image_config(initrd_state)
+        subimages = [use_default_initrd(i, initrd) if wants_default_initrd(i) else i for i in subimages]
+        if wants_default_initrd(main):
+            main = use_default_initrd(main, initrd)
         subimages.append(initrd)
 
-    ordered = order_images(subimages, main["dependencies"])
+    ordered = order_images(subimages, main.dependencies)
     return [*ordered, main]
 
 
-def wants_default_initrd(image: LoadedImage) -> bool:
-    return Path("default") in image["initrds"]
+def wants_default_initrd(image: Config) -> bool:
+    return Path("default") in image.initrds
 
 
-def use_default_initrd(image: LoadedImage, initrd: LoadedImage) -> None:
-    """Replace ``default`` in the image's Initrds= by the default initrd's artifact and depend on it."""
-    artifact = output_path(initrd.values)
-    image.values["initrds"] = [artifact if p == Path("default") else p for p in image["initrds"]]
-    image.values["dependencies"] = [*image["dependencies"], initrd.name]
+def use_default_initrd(image: Config, initrd: Config) -> Config:
+    """The image with ``default`` in Initrds= replaced by the default initrd's artifact, depending on it."""
+    artifact = output_path(initrd)
+    return dataclasses.replace(
+        image,
+        initrds=[artifact if p == Path("default") else p for p in image.initrds],
+        dependencies=[*image.dependencies, initrd.name],
+    )
 
 
-def order_images(images: list[LoadedImage], wanted: list[str]) -> list[LoadedImage]:
-    graph = {image.name: list(image["dependencies"]) for image in images}
+def order_images(images: list[Config], wanted: list[str]) -> list[Config]:
+    graph = {image.name: list(image.dependencies) for image in images}
     for name in [*wanted, *(d for deps in graph.values() for d in deps)]:
         if name not in graph:
             raise MkosiError(f"Dependencies={name}: no image with that name in mkosi.images/")
@@ -222,7 +205,3 @@ def order_images(images: list[LoadedImage], wanted: list[str]) -> list[LoadedIma
     except graphlib.CycleError as e:
         raise MkosiError(f"image dependency cycle: {' → '.join(e.args[1])}") from None
     return sorted((i for i in images if i.name in needed), key=lambda i: order.index(i.name))
-
-
-def setting_value(image: LoadedImage, name: str) -> Any:
-    return image.values[BY_DEST[name].dest] if name in BY_DEST else image.values[name]

@@ -1,4 +1,5 @@
-"""The enums used by settings, and the typed :class:`Config` of one image (see ``config.py``)."""
+"""The enums used by settings. The typed :class:`Config` of one image is generated from the settings table
+into ``typed.py`` (see :mod:`mkosi.config.generate`)."""
 
 from __future__ import annotations
 

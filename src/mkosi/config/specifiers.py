@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mkosi.config.model import Distribution
+from mkosi.config.typed import Config
 
 #: Default file system per distribution (``%F``).
 DEFAULT_FILESYSTEMS = {
@@ -91,12 +92,12 @@ def expand(
     return "".join(out)
 
 
-def build_subdir(config: Any) -> Path | None:
+def build_subdir(config: Config) -> Path | None:
     """``BuildDirectory=`` plus ``BuildKey=`` (with its delayed ``&`` specifiers expanded)."""
     if not config.build_directory:
         return None
     base = Path(config.build_directory)
-    key = str(config.build_key or "")
+    key = config.build_key
     if key in ("", "-"):
         return base
     letters = {
@@ -105,7 +106,7 @@ def build_subdir(config: Any) -> Path | None:
         "a": config.architecture.value,
         "i": str(config.image_id or ""),
         "v": str(config.image_version or ""),
-        "I": str(getattr(config, "name", "") or ""),
+        "I": config.name,
         "&": "&",
     }
     out, i = [], 0

@@ -6,20 +6,20 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from mkosi.config.images import LoadedImage
 from mkosi.config.settings import SETTINGS, Scope, Setting
 from mkosi.config.specifiers import build_subdir
+from mkosi.config.typed import Config
 
 
 def in_json(s: Setting) -> bool:
     return s.in_json and s.scope != Scope.tools
 
 
-def image_json(image: LoadedImage) -> dict[str, Any]:
+def image_json(image: Config) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for s in SETTINGS:
         if in_json(s):
-            out[s.name] = s.kind.to_json(image.values[s.dest])
+            out[s.name] = s.kind.to_json(getattr(image, s.dest))
     out["Files"] = [str(p) for p in image.files]
     out["Image"] = image.name
     if (subdir := build_subdir(image)) is not None:
@@ -27,13 +27,13 @@ def image_json(image: LoadedImage) -> dict[str, Any]:
     return out
 
 
-def summary_json(images: Sequence[LoadedImage]) -> str:
+def summary_json(images: Sequence[Config]) -> str:
     tools = images[-1].tools if images else None
     document = {"Images": [image_json(i) for i in images], "Tools": image_json(tools) if tools else None}
     return json.dumps(document, indent=4, sort_keys=True)
 
 
-def summary_text(images: Sequence[LoadedImage], origins: bool = False) -> str:
+def summary_text(images: Sequence[Config], origins: bool = False) -> str:
     lines: list[str] = []
     width = max(len(s.name) for s in SETTINGS)
     for image in images:
@@ -46,7 +46,7 @@ def summary_text(images: Sequence[LoadedImage], origins: bool = False) -> str:
                 section = s.section
                 lines.append("")
                 lines.append(f"    {section.upper()}:")
-            text = s.kind.to_text(image.values[s.dest]).splitlines() or [""]
+            text = s.kind.to_text(getattr(image, s.dest)).splitlines() or [""]
             where = ""
             if origins and s.dest in image.origins:
                 where = "    ← " + ", ".join(str(o) for o in image.origins[s.dest])
@@ -64,7 +64,7 @@ def summary_text(images: Sequence[LoadedImage], origins: bool = False) -> str:
     return "\n".join(lines)
 
 
-def cat_config(images: Sequence[LoadedImage]) -> str:
+def cat_config(images: Sequence[Config]) -> str:
     chunks: list[str] = []
     for image in images:
         for path in image.files:

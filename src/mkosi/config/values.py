@@ -6,7 +6,9 @@ Every setting in the table names one kind. A kind answers four questions:
 * ``parse(text, old)``: the new value after ``Name=text`` given the value so far (``""`` resets);
 * ``matches(pattern, value)``: whether a ``[Match]`` condition on this setting holds;
 * ``to_json(value)`` / ``to_text(value)``: the JSON encoding (as mkosi's ``--json summary``) and the
-  human summary.
+  human summary;
+* ``python_type()``: the Python type of a parsed value (``str``, ``list[Path]``, an enum, …), from which the
+  typed ``Config`` is generated (see :mod:`mkosi.config.generate`).
 
 Errors are raised as :class:`ValueProblem` with a message that says what is accepted; the loader adds the
 file, line and setting name.
@@ -17,14 +19,17 @@ from __future__ import annotations
 import dataclasses
 import enum
 import fnmatch
+import functools
 import math
 import operator
 import os
 import shlex
+import types
+import typing
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mkosi.config.versions import GenericVersion
 
@@ -210,6 +215,40 @@ def json_value(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Types of values, as type forms (``str``, ``list[Path]``, ``str | None``) that the generator renders.
+
+NoneType = type(None)
+
+
+def returned_type(function: Callable[..., Any]) -> object:
+    """The return annotation of a parser function, evaluated (``typing.Any`` when there is none)."""
+    hints = typing.get_type_hints(function)
+    return hints.get("return", Any)
+
+
+def union_members(form: object) -> tuple[object, ...]:
+    """``A | B | None`` → ``(A, B, NoneType)``; anything else → ``(form,)``."""
+    if isinstance(form, types.UnionType) or typing.get_origin(form) is typing.Union:
+        return typing.get_args(form)
+    return (form,)
+
+
+def without_none(form: object) -> object:
+    """The type form without ``None`` (``str | None`` → ``str``)."""
+    members = [m for m in union_members(form) if m is not NoneType and m is not None]
+    if not members:
+        raise TypeError(f"{form!r} has no type besides None")
+    return functools.reduce(operator.or_, members)
+
+
+def _parsed_type(function: Callable[..., Any], what: str) -> object:
+    form = without_none(returned_type(function))
+    if form is Any:
+        raise TypeError(f"{what} {getattr(function, '__qualname__', function)!r} has no return annotation")
+    return form
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The kinds.
 
 
@@ -245,6 +284,11 @@ class Kind:
             return str(value.value)
         return str(value)
 
+    def python_type(self) -> object:
+        """The type of a parsed value; never None (whether a setting may end up None depends on its default,
+        see ``Setting.value_type``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not state the type of its values")
+
 
 @dataclasses.dataclass(frozen=True)
 class String(Kind):
@@ -253,6 +297,9 @@ class String(Kind):
     version_match: bool = False
     metavar: str = "STRING"
     validate: Callable[[str], None] | None = None
+
+    def python_type(self) -> object:
+        return str
 
     def parse(self, text: str, old: Any) -> Any:
         if text and self.validate:
@@ -276,6 +323,9 @@ class Filename(Kind):
     hint: str = "a file name without slashes"
     metavar: str = "NAME"
 
+    def python_type(self) -> object:
+        return str
+
     def parse(self, text: str, old: Any) -> Any:
         if not text:
             return None
@@ -292,6 +342,9 @@ class Boolean(Kind):
 
     def unset(self) -> Any:
         return False
+
+    def python_type(self) -> object:
+        return bool
 
     def parse(self, text: str, old: Any) -> Any:
         if not text:
@@ -329,6 +382,9 @@ class FeatureKind(Kind):
 
     def unset(self) -> Any:
         return Feature.auto
+
+    def python_type(self) -> object:
+        return Feature
 
     def parse(self, text: str, old: Any) -> Any:
         if not text:
@@ -374,6 +430,9 @@ class Choice(Kind):
                 return self.yes if b else self.no
         raise ValueProblem(f"{text!r} is not one of {', '.join(self.choices())}")
 
+    def python_type(self) -> object:
+        return self.enum_type
+
     def parse(self, text: str, old: Any) -> Any:
         return self.lookup(text) if text else None
 
@@ -397,6 +456,9 @@ class Integer(Kind):
     #: An empty text means "unset" (None) rather than "reset to default".
     empty_is_none: bool = True
 
+    def python_type(self) -> object:
+        return int
+
     def parse(self, text: str, old: Any) -> Any:
         if not text:
             return None
@@ -419,6 +481,9 @@ class Size(Kind):
     nullable: bool = True
     metavar: str = "SIZE"
 
+    def python_type(self) -> object:
+        return int
+
     def parse(self, text: str, old: Any) -> Any:
         return parse_size(text) if text else None
 
@@ -427,6 +492,9 @@ class Size(Kind):
 class UUIDKind(Kind):
     nullable: bool = False
     metavar: str = "UUID"
+
+    def python_type(self) -> object:
+        return uuid.UUID
 
     def parse(self, text: str, old: Any) -> Any:
         if not text:
@@ -445,6 +513,9 @@ class PathKind(Kind):
     metavar: str = "PATH"
     #: If the path does not exist it is kept as given (key files that may be created later, URIs, …).
     keep_missing: bool = False
+
+    def python_type(self) -> object:
+        return Path
 
     def parse(self, text: str, old: Any) -> Any:
         if not text:
@@ -472,6 +543,9 @@ class SourceKind(Kind):
     def unset(self) -> Any:
         return KeySource()
 
+    def python_type(self) -> object:
+        return KeySource
+
     def parse(self, text: str, old: Any) -> Any:
         if not text:
             return KeySource()
@@ -481,8 +555,12 @@ class SourceKind(Kind):
         return KeySource(kind, source)
 
 
-def _identity(text: str) -> Any:
+def _identity(text: str) -> str:
     return text
+
+
+def _key_only(text: str) -> tuple[str, str]:
+    return text, ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -505,6 +583,9 @@ class ListKind(Kind):
 
     def unset(self) -> Any:
         return []
+
+    def python_type(self) -> object:
+        return types.GenericAlias(list, (_parsed_type(self.item, "list item parser"),))
 
     def parse(self, text: str, old: Any) -> Any:
         new = list(old) if old else []
@@ -536,7 +617,7 @@ class ListKind(Kind):
 class DictKind(Kind):
     """``KEY=VALUE`` items; later keys override earlier ones; an empty assignment resets."""
 
-    item: Callable[[str], tuple[str, Any]] = lambda s: (s, "")
+    item: Callable[[str], tuple[str, str]] = _key_only
     delimiter: str | None = None
     unescape: bool = False
     collection: bool = True
@@ -545,6 +626,10 @@ class DictKind(Kind):
 
     def unset(self) -> Any:
         return {}
+
+    def python_type(self) -> object:
+        key, value = typing.get_args(_parsed_type(self.item, "dictionary item parser"))
+        return types.GenericAlias(dict, (key, value))
 
     def parse(self, text: str, old: Any) -> Any:
         new = dict(old) if old else {}
@@ -588,6 +673,9 @@ class Custom(Kind):
     def unset(self) -> Any:
         return self.unset_fn()
 
+    def python_type(self) -> object:
+        return _parsed_type(self.parse_fn, "parser")
+
     def parse(self, text: str, old: Any) -> Any:
         return self.parse_fn(text, old)
 
@@ -628,14 +716,19 @@ def tree_item(required: bool = True, directory: bool = False, absolute: bool = T
     return parse
 
 
-def enum_item(enum_type: type[enum.Enum]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
+E = TypeVar("E", bound=enum.Enum)
+
+
+def enum_item(enum_type: type[E]) -> Callable[[str], E]:
+    def parse(text: str) -> E:
         try:
             return enum_type(text)
         except ValueError:
             choices = ", ".join(str(m.value) for m in enum_type)
             raise ValueProblem(f"{text!r} is not one of {choices}") from None
 
+    # The concrete enum as the return annotation: Kind.python_type() reads it for the generated Config.
+    parse.__annotations__["return"] = enum_type
     return parse
 
 

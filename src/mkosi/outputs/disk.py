@@ -33,13 +33,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 
 from mkosi import distributions, log
 from mkosi.build.context import Context
 from mkosi.config.model import ArtifactOutput, Compression, OutputFormat, Verity
+from mkosi.config.typed import Config
 from mkosi.errors import MkosiError
 from mkosi.formats import compression, filesystems, gpt, repart, signing, verity
 from mkosi.outputs.naming import compression_of, output_name, output_with_format, split_name
@@ -659,7 +659,7 @@ IMAGE_FORMATS = {
 }
 
 
-def _where(config: Any, attr: str) -> str:
+def _where(config: Config, attr: str) -> str:
     """``file:line: `` of the assignment that set a setting (empty for defaults and the command line)."""
     origins = getattr(config, "origins", {}).get(attr) or []
     for origin in reversed(origins):
@@ -668,7 +668,7 @@ def _where(config: Any, attr: str) -> str:
     return ""
 
 
-def definitions_for(config: Any) -> list[repart.Definition]:
+def definitions_for(config: Config) -> list[repart.Definition]:
     """``RepartDirectories=`` (``mkosi.repart/``), else the default layout of the image's format; checked."""
     kind = IMAGE_FORMATS[config.output_format]
     if config.repart_directories:
@@ -691,7 +691,7 @@ class VerityPlan:
     definitions: tuple[repart.Definition, ...]
 
 
-def _load_signer(config: Any) -> Signer:
+def _load_signer(config: Config) -> Signer:
     for source in ("verity_key_source", "verity_certificate_source"):
         kind = getattr(config, source)
         if getattr(kind, "type", "file") != "file":
@@ -699,7 +699,8 @@ def _load_signer(config: Any) -> Signer:
                 f"{_where(config, source)}{_setting(source)}={kind}: only keys and certificates in files"
                 " can sign verity root hashes here"
             )
-    key_path, cert_path = Path(config.verity_key), Path(config.verity_certificate)
+    key_path, cert_path = config.verity_key, config.verity_certificate
+    assert key_path is not None and cert_path is not None  # verity_plan signs only with both
     try:
         key = signing.load_private_key(key_path)
     except MkosiError as e:
@@ -722,7 +723,7 @@ def _setting(attr: str) -> str:
     return "".join(word.capitalize() for word in attr.split("_"))
 
 
-def verity_plan(config: Any, definitions: Sequence[repart.Definition]) -> VerityPlan:
+def verity_plan(config: Config, definitions: Sequence[repart.Definition]) -> VerityPlan:
     """What ``Verity=`` means for this image, with the signing key loaded and checked when one is needed.
 
     ``auto`` signs when a key and certificate are configured (``VerityKey=``/``VerityCertificate=``, by

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mkosi.config.values import Kind
+from mkosi.config.values import Kind, NoneType, returned_type, union_members
 
 
 class Scope(enum.Enum):
@@ -99,6 +100,25 @@ class Setting:
     @functools.cached_property
     def dest(self) -> str:
         return self.attr or snake(self.name)
+
+    @functools.cached_property
+    def value_type(self) -> object:
+        """The type of the final value, the field type of ``Config``: the kind's type, plus ``None`` if the
+        value can end up unset (an empty assignment of a nullable kind whose unset value is None, no default
+        at all, or a default factory whose return annotation includes None)."""
+        form = self.kind.python_type()
+        unset_is_none = self.kind.unset() is None
+        if self.default_factory is not None:
+            returned = returned_type(self.default_factory)
+            members = union_members(returned)
+            if any(m is not NoneType and m != form for m in members):
+                raise TypeError(f"{self.name}: the default factory returns {returned}, not {form} (or None)")
+            default_may_be_none = NoneType in members
+        else:
+            default_may_be_none = self.default is None and unset_is_none
+        if (unset_is_none and self.kind.nullable) or default_may_be_none:
+            return operator.or_(form, None)
+        return form
 
     @property
     def long_option(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +100,20 @@ def default_tools_tree_release(ns: Mapping[str, Any]) -> str | None:
     return DEFAULT_RELEASES[Distribution(distribution)] if distribution else None
 
 
-def _same_distribution_value(key: str) -> Any:
+def _same_distribution_value(key: str) -> Callable[[Mapping[str, Any]], str | None]:
     """The image's ``key`` (Mirror/Snapshot) is reused for the tools tree if it is the same distribution."""
 
-    def factory(ns: Mapping[str, Any]) -> Any:
+    def factory(ns: Mapping[str, Any]) -> str | None:
         if ns[key] and ns["distribution"] == ns["tools_tree_distribution"]:
-            return ns[key]
+            return str(ns[key])
         return None
 
     return factory
+
+
+def default_proxy_client_key(ns: Mapping[str, Any]) -> Path | None:
+    key: Path | None = ns["proxy_client_certificate"]
+    return key
 
 
 def default_build_sources(ns: Mapping[str, Any]) -> list[ConfigTree]:
@@ -475,7 +480,7 @@ SCRIPT_SETTINGS = [
         "Build",
         PathKind(rules=PathRules(secret=True)),
         "Private key to authenticate to the proxy with (default: the client certificate file)",
-        default_factory=lambda ns: ns["proxy_client_certificate"],
+        default_factory=default_proxy_client_key,
         depends=("proxy_client_certificate",),
         scope=Scope.multiversal,
     ),

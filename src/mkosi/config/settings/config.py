@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from mkosi import __version__
 from mkosi.config.settings.base import Scope, Setting
 from mkosi.config.values import Custom, ListKind, PathRules, ValueProblem, filename_item
 from mkosi.config.versions import GenericVersion
 
 
-def _minimum_version(text: str, old: Any) -> Any:
+def _minimum_version(text: str, old: str | None) -> str | None:
     if not text:
         return old
     if text.startswith("commit:"):

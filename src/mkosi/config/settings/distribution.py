@@ -58,6 +58,10 @@ RPM_DISTRIBUTIONS = frozenset(
 )
 
 
+def default_architecture(ns: Mapping[str, Any]) -> Architecture:
+    return Architecture.native()
+
+
 def default_distribution(ns: Mapping[str, Any]) -> Distribution:
     return host_distribution()[0] or Distribution.custom
 
@@ -112,7 +116,7 @@ SETTINGS = [
     Setting(
         "Release",
         "Distribution",
-        String(globs=False, metavar="RELEASE"),
+        String(globs=False, metavar="RELEASE", nullable=False),
         "Distribution release to install",
         default_factory=default_release,
         depends=("distribution",),
@@ -126,7 +130,7 @@ SETTINGS = [
         "Distribution",
         ArchitectureKind(enum_type=Architecture, match_enabled=True, metavar="ARCH"),
         "Architecture of the image",
-        default_factory=lambda ns: Architecture.native(),
+        default_factory=default_architecture,
         scope=Scope.universal,
         specifier="a",
         match=True,

@@ -83,7 +83,7 @@ def parse_drive(text: str) -> Drive:
     )
 
 
-def parse_credentials(text: str, old: Any) -> Any:
+def parse_credentials(text: str, old: list[Credential] | None) -> list[Credential] | None:
     """``NAME=VALUE`` words, or one path: a file (named after it) or a directory of such files."""
     new = list(old) if old else []
     if text and "=" not in text:
