@@ -553,6 +553,48 @@ def main(argv: Sequence[str]) -> int:
     return _wait(pid)
 
 
+_private_namespace: bool | None = None
+
+
+def private_mount_namespace() -> bool:
+    """Move this process (and the children it starts from now on) into a mount namespace of its own,
+    where mounts stay invisible to the host and vanish with the process however it ends.
+
+    Only root can, and only while the process has one thread; returns whether this process has such a
+    namespace. Called once, the answer is kept.
+    """
+    global _private_namespace
+    if _private_namespace is None:
+        _private_namespace = False
+        if os.geteuid() == 0 and _libc.unshare(CLONE_NEWNS) == 0:
+            try:
+                _mount(None, "/", None, MS_REC | MS_PRIVATE)
+                _private_namespace = True
+            except _Fail:
+                # Unshared but still propagating to the host: mount nothing in it.
+                pass
+    return _private_namespace
+
+
+def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> bool:
+    """A writable overlay of ``lower`` with changes going to ``upper`` at ``target``, in this process's
+    private mount namespace; ``False`` (and nothing mounted) where that is not possible."""
+    paths = [os.fspath(p.resolve()) for p in (lower, upper, work)]
+    if any("," in p or ":" in p for p in paths) or not private_mount_namespace():
+        return False
+    options = "lowerdir={},upperdir={},workdir={}".format(*paths)
+    try:
+        _mount("overlay", os.fspath(target), "overlay", 0, options)
+    except _Fail:
+        return False
+    return True
+
+
+def unmount(target: Path) -> None:
+    """Detach the mount at ``target`` (from :func:`mount_overlay`)."""
+    _umount(os.fspath(target))
+
+
 def mounts_below(path: Path) -> list[str]:
     """Mount points at or below ``path`` visible from this process (for checks and tests)."""
     prefix = os.fspath(path.resolve()).rstrip("/")

@@ -86,6 +86,7 @@ SCRIPTS = {
         set -e
         make --version > /dev/null
         echo "from the chroot" > "$DESTDIR/usr/share/mkosi-test/from-chroot-build"
+        stat -f -c %T / > "$SRCDIR/log/build-root-fs"
     """,
     "mkosi.postinst": """\
         record postinst "$@"
@@ -382,6 +383,8 @@ def test_build_overlay(built: Built) -> None:
     assert "prepare-build make" in facts and "prepare.chroot-build make" in facts
     assert "prepare-final make" not in facts and "prepare.chroot-final make" not in facts
     assert not (built.image / "usr/bin/make").exists()
+    # Running as root, the build overlay is an overlayfs mount over the image, not a copy of it.
+    assert (built.config / "log/build-root-fs").read_text().strip() == "overlayfs"
     # $DESTDIR went into the image, from host and chroot build scripts alike.
     share = built.image / "usr/share/mkosi-test"
     assert (share / "from-build").read_text() == "hello from an extra build source\n"

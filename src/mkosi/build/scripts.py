@@ -27,6 +27,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,7 +45,7 @@ from mkosi.config.specifiers import build_subdir
 from mkosi.config.typed import Config
 from mkosi.errors import MkosiError
 from mkosi.run import run
-from mkosi.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, chroot_env
+from mkosi.sandbox import DEFAULT_PATH, Bind, Overlay, Sandbox, chroot_env, mount_overlay, unmount
 
 WORK = Path("/work")
 SRCDIR = WORK / "src"
@@ -690,6 +691,24 @@ def wants_build(ctx: Context) -> bool:
     return bool(ctx.config.build_scripts)
 
 
+def _mount_build_overlay(root: Path, overlay: Path, upper: Path, work: Path) -> bool:
+    """Show ``root`` at ``overlay`` with every change going to ``upper`` (overlayfs, in mkosi's private
+    mount namespace, so the host never sees it); ``False`` where that is not possible (not root, or the
+    file system refuses), and the caller copies instead."""
+    st = os.stat(root)
+    for path in (overlay, upper, work):
+        path.mkdir(mode=0o755)
+    os.chmod(upper, stat.S_IMODE(st.st_mode))
+    os.chown(upper, st.st_uid, st.st_gid)
+    if mount_overlay(root, upper, work, overlay):
+        log.debug(f"The build overlay is an overlayfs mount at {overlay}")
+        return True
+    log.debug("Cannot mount an overlay file system here, copying the image for the build overlay")
+    for path in (overlay, upper, work):
+        path.rmdir()
+    return False
+
+
 def run_build_scripts(ctx: Context) -> None:
     """The build overlay: a copy of the image with ``BuildPackages=``, ``mkosi.prepare build``, then the
     build scripts; what they put in ``$DESTDIR`` is copied into the image."""
@@ -698,21 +717,30 @@ def run_build_scripts(ctx: Context) -> None:
 
     c = ctx.config
     overlay = ctx.workspace / "build-overlay"
-    if overlay.exists():
-        shutil.rmtree(overlay)
+    layers = (ctx.workspace / "build-changes", ctx.workspace / "build-overlay-work")
+    for path in (overlay, *layers):
+        if path.exists():
+            shutil.rmtree(path)
     with log.step("Setting up the build overlay"):
-        trees.copy_tree(ctx.root, overlay)
-    if c.build_packages:
-        with log.step("Installing build packages"):
-            apt.install(packages.synced_setup(ctx, overlay), list(c.build_packages))
-    if c.prepare_scripts:
-        _run_group(ctx, K.prepare, c.prepare_scripts, args=["build"], buildroot=overlay)
-    destdir = ctx.workspace / "dest"
-    destdir.mkdir(mode=0o755, exist_ok=True)
-    # The arguments after the verb go to the build scripts (of the build verb only).
-    cmdline = list(ctx.args.cmdline) if ctx.args.verb == Verb.build else []
-    _run_group(ctx, K.build, c.build_scripts, args=cmdline, buildroot=overlay, destdir=destdir)
-    shutil.rmtree(overlay)
+        mounted = _mount_build_overlay(ctx.root, overlay, *layers)
+        if not mounted:
+            trees.copy_tree(ctx.root, overlay)
+    try:
+        if c.build_packages:
+            with log.step("Installing build packages"):
+                apt.install(packages.synced_setup(ctx, overlay), list(c.build_packages))
+        if c.prepare_scripts:
+            _run_group(ctx, K.prepare, c.prepare_scripts, args=["build"], buildroot=overlay)
+        destdir = ctx.workspace / "dest"
+        destdir.mkdir(mode=0o755, exist_ok=True)
+        # The arguments after the verb go to the build scripts (of the build verb only).
+        cmdline = list(ctx.args.cmdline) if ctx.args.verb == Verb.build else []
+        _run_group(ctx, K.build, c.build_scripts, args=cmdline, buildroot=overlay, destdir=destdir)
+    finally:
+        if mounted:
+            unmount(overlay)
+        for path in (overlay, *layers):
+            shutil.rmtree(path, ignore_errors=True)
     if any(destdir.iterdir()):
         with log.step("Copying the build scripts' output into the image"):
             trees.merge_tree(destdir, ctx.root)
