@@ -1,15 +1,24 @@
-"""Shared pieces of the integration tests: running our mkosi, the tutorial's build, and a host kept clean.
+"""Shared pieces of the integration tests: running our mkosi, the tutorial's builds, and a host kept clean.
 
 * :func:`host_untouched` (autouse) records the host's ``/etc``, ``/usr``, ``/var/lib/dpkg`` and apt state
   once per session and checks after every integration test that none of it changed and that nothing is
   left mounted below the tests' own directories;
-* :func:`tutorial` builds the sysext tutorial's step two once per session (base directory, btrfs overlay,
-  cpio initrd) with the persistent package cache, so reruns only download what the mirror changed.
+* :func:`sysext_tutorial` builds ``examples/sysext`` verbatim (``mkosi genkey``, ``mkosi -f``: base
+  directory, signed ``btrfs.raw``, ``image.raw``) once per session for every test that reads it, and
+  :func:`sysext_tutorial_step_two` is the separate, explicit second build after the tutorial's step two
+  (``initrd.cpio.zst`` with ``btrfs.raw`` beside it), made in a copy so that step one stays as it was.
+  Both use the persistent cache (``mkosi.cache`` links to it), so reruns only download what the mirror
+  changed; each prints one line with its build time.
+
+:class:`Tutorial` describes either build; :func:`unpack_extension` unpacks an extension's file system.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src"
 
 #: Downloaded packages (and the test kernel) live here between runs, so a rerun's builds are warm.
 CACHE = Path(os.environ.get("MKOSI_TEST_CACHE", "/var/tmp/mkosi-test-cache"))
@@ -145,13 +155,8 @@ def write(path: Path, text: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- tutorial
 
-# The files of the sysext tutorial (shared/seed/sysext-tutorial.md), step two, verbatim except that the
-# extension is a plain directory until Format=sysext exists.
-TUTORIAL_MAIN = """\
-[Output]
-OutputDirectory=mkosi.output
-CacheDirectory=mkosi.cache
-
+# The tutorial's step two (shared/seed/sysext-tutorial.md), as it says to add it to mkosi.conf.
+STEP_TWO = """
 [Output]
 Format=cpio
 Output=initrd
@@ -161,32 +166,11 @@ MakeInitrd=yes
 BaseTrees=%O/base
 """
 
-TUTORIAL_BASE = """\
-[Output]
-Format=directory
-
-[Content]
-CleanPackageMetadata=no
-Packages=systemd
-         udev
-"""
-
-TUTORIAL_BTRFS = """\
-[Config]
-Dependencies=base
-
-[Output]
-Format=directory
-Overlay=yes
-
-[Content]
-BaseTrees=%O/base
-Packages=btrfs-progs
-"""
-
 
 @dataclass(frozen=True)
 class Tutorial:
+    """One build of the tutorial: its directory, how long ``mkosi -f`` took and what mkosi logged."""
+
     directory: Path
     seconds: float
     stderr: str
@@ -197,21 +181,104 @@ class Tutorial:
 
     @property
     def base(self) -> Path:
+        """The base image, a directory with systemd and udev (every build)."""
         return self.output / "base"
 
     @property
-    def btrfs(self) -> Path:
-        return self.output / "btrfs"
+    def sysext(self) -> Path:
+        """The signed extension image (``examples/sysext``, both steps)."""
+        return self.output / "btrfs.raw"
+
+    @property
+    def image(self) -> Path:
+        """The almost empty main image of step one."""
+        return self.output / "image.raw"
 
     @property
     def initrd(self) -> Path:
+        """The main image of step two."""
         return self.output / "initrd.cpio.zst"
 
+    @property
+    def certificate(self) -> Path:
+        """What ``mkosi genkey`` wrote next to the key (``examples/sysext``, both steps)."""
+        return self.directory / "mkosi.crt"
 
-def write_tutorial(directory: Path) -> None:
-    write(directory / "mkosi.conf", TUTORIAL_MAIN)
-    write(directory / "mkosi.images/base/mkosi.conf", TUTORIAL_BASE)
-    write(directory / "mkosi.images/btrfs/mkosi.conf", TUTORIAL_BTRFS)
+
+def scratch(prefix: str) -> Path:
+    """A directory on a real file system, removed when the session ends."""
+    d = Path(tempfile.mkdtemp(dir="/var/tmp", prefix=f"mkosi-test-{prefix}-"))
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    return d
+
+
+def copy_example(name: str, prefix: str) -> Path:
+    d = scratch(prefix) / name
+    shutil.copytree(REPO / "examples" / name, d, symlinks=True)
+    if not os.environ.get("MKOSI_TEST_COLD"):
+        # The tutorial's CacheDirectory=mkosi.cache, shared with the other integration tests' package cache.
+        CACHE.mkdir(parents=True, exist_ok=True)
+        (d / "mkosi.cache").symlink_to(CACHE)
+    return d
+
+
+def unpack_extension(image: Path, target: Path) -> Path:
+    """The files of an extension image: its root partition (found by sfdisk) extracted by fsck.erofs."""
+    table = json.loads(
+        subprocess.run(["sfdisk", "--json", image], capture_output=True, text=True, check=True).stdout
+    )
+    root = table["partitiontable"]["partitions"][0]
+    sector = table["partitiontable"].get("sectorsize", 512)
+    with open(image, "rb") as f:
+        f.seek(root["start"] * sector)
+        data = f.read(root["size"] * sector)
+    fs = target.with_name(target.name + ".erofs")
+    fs.write_bytes(data)
+    subprocess.run(["fsck.erofs", f"--extract={target}", fs], capture_output=True, check=True)
+    fs.unlink()
+    return target
+
+
+def timed_build(directory: Path, what: str) -> Tutorial:
+    start = time.monotonic()
+    res = check_mkosi("-f", cwd=directory)
+    seconds = time.monotonic() - start
+    print(f"\n{what}: {seconds:.0f}s in {directory}")
+    return Tutorial(directory, seconds, res.stderr)
+
+
+@functools.cache
+def step_one() -> Tutorial:
+    """examples/sysext with ``mkosi genkey`` and ``mkosi -f``, built once per session (a failed build is
+    tried again by the next caller)."""
+    d = copy_example("sysext", "sysext")
+    check_mkosi("genkey", cwd=d)
+    return timed_build(d, "sysext tutorial, step one")
+
+
+def skip_unless_builds_work() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("building images needs root")
+    if shutil.which("apt-get") is None:
+        pytest.skip("needs apt and dpkg on the host")
+
+
+@pytest.fixture(scope="session")
+def sysext_tutorial() -> Tutorial:
+    """examples/sysext, step one: base (systemd, udev), signed btrfs.raw, image.raw; shared, so read only."""
+    skip_unless_builds_work()
+    return step_one()
+
+
+@pytest.fixture(scope="session")
+def sysext_tutorial_step_two(sysext_tutorial: Tutorial) -> Tutorial:
+    """The tutorial's step two, a build of its own: step one's directory copied, STEP_TWO appended to its
+    mkosi.conf and ``mkosi -f`` run again: base, btrfs.raw and initrd.cpio.zst."""
+    d = scratch("sysext-step2") / "sysext"
+    subprocess.run(["cp", "-a", "--reflink=auto", sysext_tutorial.directory, d], check=True)
+    with open(d / "mkosi.conf", "a") as f:
+        f.write(STEP_TWO)
+    return timed_build(d, "sysext tutorial, step two")
 
 
 @pytest.fixture(scope="session")
@@ -222,18 +289,3 @@ def workdir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def tutorial(workdir: Path) -> Tutorial:
-    """``mkosi -f`` in the tutorial's directory: base (systemd, udev), btrfs overlay, initrd.cpio.zst."""
-    if os.geteuid() != 0:
-        pytest.skip("building images needs root")
-    directory = workdir / "tutorial"
-    write_tutorial(directory)
-    PACKAGE_CACHE.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    res = check_mkosi("-f", f"--package-cache-directory={PACKAGE_CACHE}", cwd=directory)
-    seconds = time.monotonic() - start
-    print(f"\ntutorial build (base, btrfs, initrd) with the package cache in {PACKAGE_CACHE}: {seconds:.0f}s")
-    return Tutorial(directory, seconds, res.stderr)

@@ -1,8 +1,9 @@
 """Whole builds with ``python3 -m mkosi`` against Debian's mirror: the sysext tutorial and its failure modes.
 
-The tutorial (base directory, btrfs overlay, cpio initrd) is built once per session by the ``tutorial``
-fixture in conftest.py; its artifacts are checked with independent consumers: dpkg-query, systemd-nspawn,
-GNU tar, cpio and Debian's kernel under qemu. Every test here is also checked by conftest.py's
+The tutorial (examples/sysext: base directory, btrfs.raw, image.raw) is built once per session by the
+``sysext_tutorial`` fixture in conftest.py, its step two (initrd.cpio.zst) by ``sysext_tutorial_step_two``;
+their artifacts are checked with independent consumers: dpkg-query, systemd-nspawn, fsck.erofs, GNU tar,
+cpio and Debian's kernel under qemu. Every test here is also checked by conftest.py's
 ``host_untouched`` fixture: the host's /etc, /usr, package database and mount table stay as they were.
 """
 
@@ -30,6 +31,7 @@ from conftest import (
     mkosi_env,
     mount_points,
     run_mkosi,
+    unpack_extension,
     write,
 )
 
@@ -70,9 +72,10 @@ def assert_one_line_error(res: subprocess.CompletedProcess[str], *needles: str) 
 # ---------------------------------------------------------------------------------------------- base
 
 
-def test_tutorial_writes_all_artifacts(tutorial: Tutorial) -> None:
+def test_tutorial_writes_all_artifacts(sysext_tutorial_step_two: Tutorial) -> None:
+    tutorial = sysext_tutorial_step_two
     assert tutorial.base.is_dir()
-    assert tutorial.btrfs.is_dir()
+    assert tutorial.sysext.is_file()
     assert tutorial.initrd.is_file()
     assert leftovers(tutorial.directory) == []
     assert mounts_below(tutorial.directory) == []
@@ -82,7 +85,8 @@ def test_tutorial_writes_all_artifacts(tutorial: Tutorial) -> None:
     assert "Traceback" not in tutorial.stderr
 
 
-def test_base_has_systemd_and_udev(tutorial: Tutorial) -> None:
+def test_base_has_systemd_and_udev(sysext_tutorial: Tutorial) -> None:
+    tutorial = sysext_tutorial
     res = subprocess.run(
         ["dpkg-query", f"--admindir={tutorial.base}/var/lib/dpkg", "--show",
          "--showformat=${db:Status-Abbrev} ${Package}\n", "systemd", "udev"],
@@ -107,7 +111,8 @@ def test_base_has_systemd_and_udev(tutorial: Tutorial) -> None:
     assert not list((tutorial.base / "var/cache/apt/archives").glob("*.deb"))
 
 
-def test_base_runs_systemctl_in_nspawn(tutorial: Tutorial) -> None:
+def test_base_runs_systemctl_in_nspawn(sysext_tutorial: Tutorial) -> None:
+    tutorial = sysext_tutorial
     if shutil.which("systemd-nspawn") is None:
         pytest.skip("systemd-nspawn (systemd-container) is not installed")
     res = subprocess.run(
@@ -135,8 +140,9 @@ def test_base_runs_systemctl_in_nspawn(tutorial: Tutorial) -> None:
 # ---------------------------------------------------------------------------------------------- overlay
 
 
-def test_overlay_holds_only_what_the_base_lacks(tutorial: Tutorial) -> None:
-    btrfs = tutorial.btrfs
+def test_overlay_holds_only_what_the_base_lacks(sysext_tutorial: Tutorial, workdir: Path) -> None:
+    tutorial = sysext_tutorial
+    btrfs = unpack_extension(tutorial.sysext, workdir / "btrfs")
     assert (btrfs / "usr/bin/btrfs").is_file()
     assert os.access(btrfs / "usr/bin/btrfs", os.X_OK)
     for path in ("usr/bin/systemctl", "usr/lib/systemd/systemd", "usr/bin/bash", "etc/os-release"):
@@ -160,7 +166,8 @@ def cpio_members(archive: Path) -> list[str]:
     return res.stdout.splitlines()
 
 
-def test_initrd_is_a_zstd_cpio_of_the_base(tutorial: Tutorial) -> None:
+def test_initrd_is_a_zstd_cpio_of_the_base(sysext_tutorial_step_two: Tutorial) -> None:
+    tutorial = sysext_tutorial_step_two
     assert tutorial.initrd.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
     members = {m.removeprefix("./") for m in cpio_members(tutorial.initrd)}
     wanted = ("init", "etc/initrd-release", "usr/lib/systemd/systemd", "usr/bin/systemctl", "usr/bin/bash")
@@ -267,7 +274,8 @@ def boot_until(cmd: list[str], needles: tuple[str, ...], timeout: float, log: Pa
     return all(n in text for n in needles), time.monotonic() - start
 
 
-def test_initrd_boots_in_qemu(tutorial: Tutorial, vmlinuz: Path, workdir: Path) -> None:
+def test_initrd_boots_in_qemu(sysext_tutorial_step_two: Tutorial, vmlinuz: Path, workdir: Path) -> None:
+    tutorial = sysext_tutorial_step_two
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         pytest.skip("qemu-system-x86_64 (qemu-system-x86) is not installed")
@@ -378,7 +386,8 @@ def tar_listing(archive: Path, scratch: Path) -> dict[str, Entry]:
     return entries
 
 
-def test_tar_lists_what_the_directory_holds(tutorial: Tutorial, workdir: Path) -> None:
+def test_tar_lists_what_the_directory_holds(sysext_tutorial: Tutorial, workdir: Path) -> None:
+    tutorial = sysext_tutorial
     project = workdir / "tar-vs-directory"
     make_special_tree(project / "extra")
     # A tar archive: directory extra trees are copied root-owned (as the manual says); tar keeps owners.
@@ -427,8 +436,9 @@ def test_tar_lists_what_the_directory_holds(tutorial: Tutorial, workdir: Path) -
     assert len(in_dir) > 5000  # the whole base came along
 
 
-def test_format_none_runs_build_scripts_and_stops(tutorial: Tutorial, workdir: Path) -> None:
+def test_format_none_runs_build_scripts_and_stops(sysext_tutorial: Tutorial, workdir: Path) -> None:
     """Format=none: an image with build scripts runs them and nothing after; one without them is skipped."""
+    tutorial = sysext_tutorial
     project = workdir / "format-none"
     # Build, post-installation and finalize scripts see $BUILDDIR, post-output scripts $OUTPUTDIR.
     for name in ("build", "postinst", "finalize", "postoutput"):
@@ -531,7 +541,8 @@ def test_unwritable_output_directory(workdir: Path) -> None:
     assert_nothing_written(project, out)
 
 
-def test_second_build_without_force(tutorial: Tutorial) -> None:
+def test_second_build_without_force(sysext_tutorial: Tutorial) -> None:
+    tutorial = sysext_tutorial
     before = {p.name: os.lstat(p) for p in tutorial.output.iterdir()}
     res = run_mkosi(cwd=tutorial.directory)
     assert_one_line_error(res, "already exists")

@@ -1,7 +1,7 @@
 """Disk images: the tutorial's image.raw, partition definitions in mkosi.repart/, reproducible builds, and
 bad input that must stop a build before any work.
 
-image.raw comes from the sysext tutorial built once per session by test_extension.py's ``step_one``.
+image.raw comes from the sysext tutorial built once per session by conftest.py's ``sysext_tutorial``.
 Images are read back with gpt.py, ``sfdisk``, ``fsck`` and Debian trixie's ``systemd-dissect``.
 
 Reproducibility: two builds of the tutorial with the same ``SOURCE_DATE_EPOCH`` and ``Seed=`` (set in each
@@ -22,17 +22,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import check_mkosi, mkosi_command, mkosi_env, run_mkosi, write
-from test_extension import (
-    ARCH,
-    Tutorial,
-    copy_example,
-    dissect,
-    partition_bytes,
-    scratch,
-    step_one,
-    trixie_tools,
-)
+from conftest import Tutorial, check_mkosi, copy_example, mkosi_command, mkosi_env, run_mkosi, scratch, write
+from test_extension import ARCH, dissect, partition_bytes, trixie_tools
 
 from mkosi.formats import gpt, signing, verity
 
@@ -48,13 +39,6 @@ TIMESTAMPED = "/var/log/dpkg.log /var/log/alternatives.log /var/cache/ldconfig/a
 
 
 @pytest.fixture(scope="session")
-def tutorial() -> Tutorial:
-    if shutil.which("apt-get") is None:
-        pytest.skip("needs apt and dpkg on the host")
-    return step_one()
-
-
-@pytest.fixture(scope="session")
 def trixie() -> Path:
     tools = trixie_tools()
     if tools is None:
@@ -65,14 +49,14 @@ def trixie() -> Path:
 # ---------------------------------------------------------------------------------------------- image.raw
 
 
-def test_image_raw_is_one_clean_root_partition(tutorial: Tutorial, tmp_path: Path) -> None:
-    table = gpt.read_gpt(tutorial.image)
+def test_image_raw_is_one_clean_root_partition(sysext_tutorial: Tutorial, tmp_path: Path) -> None:
+    table = gpt.read_gpt(sysext_tutorial.image)
     (root,) = table.partitions
     assert root.name == f"root-{ARCH}" and root.type_name == f"root-{ARCH}"
     assert root.attributes == gpt.ATTR_GROWFS
     assert root.offset == 1 << 20
     fs = tmp_path / "root.ext4"
-    fs.write_bytes(partition_bytes(tutorial.image, root))
+    fs.write_bytes(partition_bytes(sysext_tutorial.image, root))
     assert fs.read_bytes()[1024 + 56 : 1024 + 58] == b"\x53\xef"  # ext2/3/4 superblock magic
     res = subprocess.run(["fsck.ext4", "-fn", fs], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -81,12 +65,14 @@ def test_image_raw_is_one_clean_root_partition(tutorial: Tutorial, tmp_path: Pat
     fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
     assert int(fields["Free blocks"]) > int(fields["Block count"]) // 10
     if shutil.which("sfdisk"):
-        dump = subprocess.run(["sfdisk", "-d", tutorial.image], capture_output=True, text=True, check=True)
+        dump = subprocess.run(
+            ["sfdisk", "-d", sysext_tutorial.image], capture_output=True, text=True, check=True
+        )
         assert f'name="root-{ARCH}", attrs="GUID:59"' in dump.stdout
 
 
-def test_image_raw_dissects_like_upstreams(tutorial: Tutorial, trixie: Path) -> None:
-    info = json.loads(dissect(trixie, "--json=short", tutorial.image))
+def test_image_raw_dissects_like_upstreams(sysext_tutorial: Tutorial, trixie: Path) -> None:
+    info = json.loads(dissect(trixie, "--json=short", sysext_tutorial.image))
     assert "ID=debian" in info["osRelease"]
     (mount,) = info["mounts"]
     assert (mount["designator"], mount["fstype"], mount["rw"], mount["growfs"], mount["verity"]) == (
@@ -112,12 +98,12 @@ DEFINITIONS = {
 }
 
 
-def test_partition_definitions_and_split_artifacts(tutorial: Tutorial, trixie: Path) -> None:
+def test_partition_definitions_and_split_artifacts(sysext_tutorial: Tutorial, trixie: Path) -> None:
     d = scratch("repart") / "project"
     write(
         d / "mkosi.conf",
         "[Output]\nFormat=disk\nOutputDirectory=out\nSplitArtifacts=roothash,partitions\n\n"
-        f"[Content]\nBaseTrees={tutorial.base}\n",
+        f"[Content]\nBaseTrees={sysext_tutorial.base}\n",
     )
     for name, text in DEFINITIONS.items():
         write(d / "mkosi.repart" / name, text)

@@ -1,10 +1,12 @@
 """The sysext tutorial with ``Format=sysext``, checked with real consumers.
 
-``examples/sysext`` is copied and run verbatim (``mkosi genkey``, ``mkosi -f``); its ``mkosi.cache`` is a
-link to the persistent test cache so that reruns are warm. ``btrfs.raw`` is then checked with Debian
-trixie's ``systemd-dissect`` (unpacked by tools/trixie-systemd.sh, never installed), ``veritysetup
-verify`` and openssl, compared with what upstream mkosi 25.3 produced (shared/reference), and merged by
-the systemd 252 of the tutorial's own base tree in a booted container.
+``examples/sysext`` is copied and run verbatim (``mkosi genkey``, ``mkosi -f``) once per session by
+conftest.py's ``sysext_tutorial``; its ``mkosi.cache`` is a link to the persistent test cache so that
+reruns are warm. The tutorial's step two is conftest.py's ``sysext_tutorial_step_two``, a separate build
+in a copy. ``btrfs.raw`` is then checked with Debian trixie's ``systemd-dissect`` (unpacked by
+tools/trixie-systemd.sh, never installed), ``veritysetup verify`` and openssl, compared with what
+upstream mkosi 25.3 produced (shared/reference), and merged by the systemd 252 of the tutorial's own base
+tree in a booted container.
 
 How the container trusts the signed image: it cannot verify it. This host's kernel has no device-mapper
 at all, so neither signed nor unsigned dm-verity can be activated, and signature checks through the
@@ -20,7 +22,6 @@ partitions appear only on the host's devtmpfs, so the merge runs in a mount name
 
 from __future__ import annotations
 
-import atexit
 import base64
 import fcntl
 import functools
@@ -30,13 +31,10 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CACHE, check_mkosi, write
+from conftest import REPO, Tutorial, scratch, write
 
 from mkosi.config.model import Architecture
 from mkosi.formats import gpt, signing, verity
@@ -47,76 +45,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt and dpkg on the host"),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "../shared/reference/upstream-mkosi-25.3-tutorial"
 ARCH = Architecture.native().value
-
-# The tutorial's step two, as it says to add it to mkosi.conf.
-STEP_TWO = """
-[Output]
-Format=cpio
-Output=initrd
-
-[Content]
-MakeInitrd=yes
-BaseTrees=%O/base
-"""
-
-
-@dataclass(frozen=True)
-class Tutorial:
-    directory: Path
-    seconds: float
-    stderr: str
-
-    @property
-    def output(self) -> Path:
-        return self.directory / "mkosi.output"
-
-    @property
-    def sysext(self) -> Path:
-        return self.output / "btrfs.raw"
-
-    @property
-    def image(self) -> Path:
-        return self.output / "image.raw"
-
-    @property
-    def base(self) -> Path:
-        return self.output / "base"
-
-
-def scratch(prefix: str) -> Path:
-    d = Path(tempfile.mkdtemp(dir="/var/tmp", prefix=f"mkosi-test-{prefix}-"))
-    atexit.register(shutil.rmtree, d, ignore_errors=True)
-    return d
-
-
-def copy_example(name: str, prefix: str) -> Path:
-    d = scratch(prefix) / name
-    shutil.copytree(REPO / "examples" / name, d, symlinks=True)
-    if not os.environ.get("MKOSI_TEST_COLD"):
-        # The tutorial's CacheDirectory=mkosi.cache, shared with the other integration tests' package cache.
-        CACHE.mkdir(parents=True, exist_ok=True)
-        (d / "mkosi.cache").symlink_to(CACHE)
-    return d
-
-
-@functools.cache
-def step_one() -> Tutorial:
-    """examples/sysext with `mkosi genkey` and `mkosi -f`, once per session (test_disk.py uses it too)."""
-    d = copy_example("sysext", "sysext")
-    check_mkosi("genkey", cwd=d)
-    start = time.monotonic()
-    res = check_mkosi("-f", cwd=d)
-    seconds = time.monotonic() - start
-    print(f"\nsysext tutorial, step one: {seconds:.0f}s")
-    return Tutorial(d, seconds, res.stderr)
-
-
-@pytest.fixture(scope="session")
-def tutorial() -> Tutorial:
-    return step_one()
 
 
 @functools.cache
@@ -171,8 +101,8 @@ def mtree(trixie: Path, image: Path) -> dict[str, dict[str, str]]:
 # ---------------------------------------------------------------------------------------------- layout
 
 
-def test_btrfs_raw_has_root_verity_and_signature_partitions(tutorial: Tutorial) -> None:
-    table = gpt.read_gpt(tutorial.sysext)
+def test_btrfs_raw_has_root_verity_and_signature_partitions(sysext_tutorial: Tutorial) -> None:
+    table = gpt.read_gpt(sysext_tutorial.sysext)
     names = [f"root-{ARCH}", f"root-{ARCH}-verity", f"root-{ARCH}-verity-sig"]
     assert [e.name for e in table.partitions] == names
     assert [e.type_name for e in table.partitions] == names
@@ -181,9 +111,9 @@ def test_btrfs_raw_has_root_verity_and_signature_partitions(tutorial: Tutorial) 
     assert sig.attributes == 0
     assert data.offset == 1 << 20 and sig.size == 16384
     # The data and hash partition UUIDs are the halves of the signed root hash.
-    signed = signing.parse_verity_signature(partition_bytes(tutorial.sysext, sig))
+    signed = signing.parse_verity_signature(partition_bytes(sysext_tutorial.sysext, sig))
     assert (data.uuid, hashp.uuid) == verity.partition_uuids(signed.root_hash)
-    assert "signed verity" in tutorial.stderr
+    assert "signed verity" in sysext_tutorial.stderr
     # Upstream's btrfs.raw of the same tutorial has exactly this shape (sizes depend on the mirror's day).
     if (REFERENCE / "btrfs.raw.sfdisk").exists() and ARCH == "x86-64":
         reference = (REFERENCE / "btrfs.raw.sfdisk").read_text()
@@ -191,8 +121,8 @@ def test_btrfs_raw_has_root_verity_and_signature_partitions(tutorial: Tutorial) 
         assert reference.count('attrs="GUID:60"') == 2
 
 
-def test_dissect_reports_signed_verity(tutorial: Tutorial, trixie: Path) -> None:
-    info = json.loads(dissect(trixie, "--json=short", tutorial.sysext))
+def test_dissect_reports_signed_verity(sysext_tutorial: Tutorial, trixie: Path) -> None:
+    info = json.loads(dissect(trixie, "--json=short", sysext_tutorial.sysext))
     assert info["architecture"] == ARCH
     assert info["useSystemExtension"] is True
     assert "ID=debian" in info["sysextRelease"] and "VERSION_ID=12" in info["sysextRelease"]
@@ -211,16 +141,16 @@ def test_dissect_reports_signed_verity(tutorial: Tutorial, trixie: Path) -> None
         ]
 
 
-def test_veritysetup_verifies_the_signed_root_hash(tutorial: Tutorial, tmp_path: Path) -> None:
+def test_veritysetup_verifies_the_signed_root_hash(sysext_tutorial: Tutorial, tmp_path: Path) -> None:
     if shutil.which("veritysetup") is None:
         pytest.skip("veritysetup (cryptsetup-bin) is not installed")
-    data, hashp, sig = gpt.read_gpt(tutorial.sysext).partitions
-    signed = signing.parse_verity_signature(partition_bytes(tutorial.sysext, sig))
-    certificate = signing.load_certificate(tutorial.directory / "mkosi.crt")
+    data, hashp, sig = gpt.read_gpt(sysext_tutorial.sysext).partitions
+    signed = signing.parse_verity_signature(partition_bytes(sysext_tutorial.sysext, sig))
+    certificate = signing.load_certificate(sysext_tutorial.certificate)
     assert signed.certificate_fingerprint == signing.certificate_fingerprint(certificate)
     subprocess.run(
-        ["veritysetup", "verify", extract(tutorial.sysext, data, tmp_path / "data"),
-         extract(tutorial.sysext, hashp, tmp_path / "hash"), signed.root_hash.hex()],
+        ["veritysetup", "verify", extract(sysext_tutorial.sysext, data, tmp_path / "data"),
+         extract(sysext_tutorial.sysext, hashp, tmp_path / "hash"), signed.root_hash.hex()],
         check=True,
         capture_output=True,
     )  # fmt: skip
@@ -229,7 +159,7 @@ def test_veritysetup_verifies_the_signed_root_hash(tutorial: Tutorial, tmp_path:
     (tmp_path / "roothash.p7s").write_bytes(signed.signature)
     subprocess.run(
         ["openssl", "smime", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "roothash.p7s",
-         "-content", tmp_path / "roothash", "-CAfile", tutorial.directory / "mkosi.crt", "-purpose", "any",
+         "-content", tmp_path / "roothash", "-CAfile", sysext_tutorial.certificate, "-purpose", "any",
          "-out", "/dev/null"],
         check=True,
         capture_output=True,
@@ -245,13 +175,14 @@ def test_veritysetup_verifies_the_signed_root_hash(tutorial: Tutorial, tmp_path:
     assert bad.returncode != 0
 
 
-def test_extension_holds_btrfs_and_nothing_of_the_base(tutorial: Tutorial, trixie: Path) -> None:
-    entries = mtree(trixie, tutorial.sysext)
+def test_extension_holds_btrfs_and_nothing_of_the_base(sysext_tutorial: Tutorial, trixie: Path) -> None:
+    entries = mtree(trixie, sysext_tutorial.sysext)
     assert entries["usr/bin/btrfs"]["type"] == "file"
     release = entries["usr/lib/extension-release.d/extension-release.btrfs"]
     assert release["type"] == "file" and release["mode"] == "0644"
     content = dissect(
-        trixie, "--copy-from", tutorial.sysext, "/usr/lib/extension-release.d/extension-release.btrfs", "-",
+        trixie, "--copy-from", sysext_tutorial.sysext,
+        "/usr/lib/extension-release.d/extension-release.btrfs", "-",
         env={"SYSTEMD_DISSECT_VERITY_EMBEDDED": "no"},
     )  # fmt: skip
     assert "ID=debian\n" in content and "VERSION_ID=12\n" in content
@@ -259,7 +190,7 @@ def test_extension_holds_btrfs_and_nothing_of_the_base(tutorial: Tutorial, trixi
     # No file identical to the base's (directories are the hierarchy the files hang off).
     shared = []
     for path, fields in entries.items():
-        base = tutorial.base / path
+        base = sysext_tutorial.base / path
         if fields["type"] == "file" and base.is_file() and not base.is_symlink():
             if hashlib.sha256(base.read_bytes()).hexdigest() == fields["sha256sum"]:
                 shared.append(path)
@@ -330,14 +261,14 @@ out=/merge-test.log
 """
 
 
-def test_systemd_sysext_merges_it_in_a_booted_container(tutorial: Tutorial) -> None:
+def test_systemd_sysext_merges_it_in_a_booted_container(sysext_tutorial: Tutorial) -> None:
     if shutil.which("systemd-nspawn") is None:
         pytest.skip("systemd-nspawn (systemd-container) is not installed")
     tree = scratch("merge") / "base"
-    subprocess.run(["cp", "-a", "--reflink=auto", tutorial.base, tree], check=True)
+    subprocess.run(["cp", "-a", "--reflink=auto", sysext_tutorial.base, tree], check=True)
     assert not (tree / "usr/bin/btrfs").exists()
     (tree / "var/lib/extensions").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(tutorial.sysext, tree / "var/lib/extensions/btrfs.raw")
+    shutil.copy2(sysext_tutorial.sysext, tree / "var/lib/extensions/btrfs.raw")
     write(tree / "etc/systemd/system/merge-test.service", MERGE_UNIT)
     write(tree / "usr/local/sbin/merge-test", MERGE_SCRIPT)
     wants = tree / "etc/systemd/system/multi-user.target.wants"
@@ -370,28 +301,23 @@ def test_systemd_sysext_merges_it_in_a_booted_container(tutorial: Tutorial) -> N
 # ---------------------------------------------------------------------------------------------- step two
 
 
-def test_tutorial_step_two_yields_initrd_and_keeps_the_extension(tutorial: Tutorial) -> None:
-    d = scratch("sysext-step2") / "sysext"
-    subprocess.run(["cp", "-a", "--reflink=auto", tutorial.directory, d], check=True)
-    with open(d / "mkosi.conf", "a") as f:
-        f.write(STEP_TWO)
-    res = check_mkosi("-f", cwd=d)
-    out = d / "mkosi.output"
-    assert (out / "initrd.cpio.zst").is_file()
-    assert (out / "btrfs.raw").is_file()
-    assert [e.name for e in gpt.read_gpt(out / "btrfs.raw").partitions] == [
+def test_tutorial_step_two_yields_initrd_and_keeps_the_extension(sysext_tutorial_step_two: Tutorial) -> None:
+    step_two = sysext_tutorial_step_two  # built by `mkosi -f` (check_mkosi: exit code 0) after STEP_TWO
+    assert step_two.initrd.is_file()
+    assert step_two.sysext.is_file()
+    assert [e.name for e in gpt.read_gpt(step_two.sysext).partitions] == [
         f"root-{ARCH}",
         f"root-{ARCH}-verity",
         f"root-{ARCH}-verity-sig",
     ]
-    head = (out / "initrd.cpio.zst").read_bytes()[:4]
+    head = step_two.initrd.read_bytes()[:4]
     assert head == b"\x28\xb5\x2f\xfd"  # zstd
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in step_two.stderr
 
 
-def test_signature_json_matches_upstreams_shape(tutorial: Tutorial) -> None:
-    sig = gpt.read_gpt(tutorial.sysext).partitions[2]
-    blob = partition_bytes(tutorial.sysext, sig).rstrip(b"\0")
+def test_signature_json_matches_upstreams_shape(sysext_tutorial: Tutorial) -> None:
+    sig = gpt.read_gpt(sysext_tutorial.sysext).partitions[2]
+    blob = partition_bytes(sysext_tutorial.sysext, sig).rstrip(b"\0")
     obj = json.loads(blob)
     assert list(obj) == ["rootHash", "certificateFingerprint", "signature"]
     base64.b64decode(obj["signature"], validate=True)
