@@ -228,13 +228,14 @@ SETTING_FIELDS: tuple[str, ...] = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False, repr=False, eq=False)
 class Config:
     """One image's final configuration: every setting parsed, defaulted and validated, by attribute name
     (``config.output_format``), plus where the values came from.
 
     Frozen: a changed configuration is a new object (``dataclasses.replace``). The lists and dictionaries
-    it holds are plain ones; do not change them in place either.
+    it holds are plain ones; do not change them in place either. Two configurations are equal only if they
+    are the same object.
     """
 
     #: The image's name: main, a directory or file name in mkosi.images/, tools or default-initrd.
@@ -680,6 +681,401 @@ class Config:
     storage_target_mode: Feature
     #: The default tools tree (ToolsTree=default), on the main image only.
     tools: Config | None = None
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        files: list[Path],
+        origins: dict[str, list[Origin]],
+        match_notes: list[str],
+        include: list[Path],
+        profiles: list[str],
+        dependencies: list[str],
+        minimum_version: str | None,
+        configure_scripts: list[Path],
+        pass_environment: list[str],
+        distribution: Distribution,
+        release: str,
+        architecture: Architecture,
+        mirror: str | None,
+        snapshot: str | None,
+        local_mirror: str | None,
+        repository_key_check: bool,
+        repository_key_fetch: bool,
+        repositories: list[str],
+        output_format: OutputFormat,
+        manifest_format: list[ManifestFormat],
+        output: str,
+        output_extension: str,
+        output_size: int | None,
+        compress_output: Compression,
+        compress_level: int,
+        output_directory: Path | None,
+        output_mode: int | None,
+        image_version: str | None,
+        image_id: str | None,
+        oci_labels: dict[str, str],
+        oci_annotations: dict[str, str],
+        split_artifacts: list[ArtifactOutput],
+        repart_directories: list[Path],
+        sector_size: int | None,
+        overlay: bool,
+        seed: UUID,
+        el_torito: Feature,
+        el_torito_system: str | None,
+        el_torito_volume: str | None,
+        el_torito_publisher: str | None,
+        clean_scripts: list[Path],
+        packages: list[str],
+        build_packages: list[str],
+        volatile_packages: list[str],
+        package_directories: list[Path],
+        volatile_package_directories: list[Path],
+        with_recommends: bool,
+        with_docs: bool,
+        base_trees: list[Path],
+        skeleton_trees: list[ConfigTree],
+        extra_trees: list[ConfigTree],
+        remove_packages: list[str],
+        remove_files: list[str],
+        clean_package_metadata: Feature,
+        source_date_epoch: int | None,
+        sync_scripts: list[Path],
+        prepare_scripts: list[Path],
+        build_scripts: list[Path],
+        postinst_scripts: list[Path],
+        finalize_scripts: list[Path],
+        postoutput_scripts: list[Path],
+        bootable: Feature,
+        bootloader: Bootloader,
+        bios_bootloader: BiosBootloader,
+        shim_bootloader: ShimBootloader,
+        unified_kernel_images: UnifiedKernelImage,
+        unified_kernel_image_format: str | None,
+        unified_kernel_image_profiles: list[UKIProfile],
+        initrds: list[Path],
+        microcode_host: bool,
+        initrd_profiles: list[str],
+        initrd_packages: list[str],
+        initrd_volatile_packages: list[str],
+        devicetrees: list[str],
+        splash: Path | None,
+        kernel_command_line: list[str],
+        kernel_modules_include: list[str],
+        kernel_modules_exclude: list[str],
+        kernel_modules_include_host: bool,
+        kernel_modules_initrd: bool,
+        kernel_modules_initrd_include: list[str],
+        kernel_modules_initrd_exclude: list[str],
+        kernel_modules_initrd_include_host: bool,
+        firmware_include: list[str],
+        firmware_exclude: list[str],
+        locale: str | None,
+        locale_messages: str | None,
+        keymap: str | None,
+        timezone: str | None,
+        hostname: str | None,
+        root_password: tuple[str, bool] | None,
+        root_shell: str | None,
+        machine_id: UUID | None,
+        autologin: bool,
+        make_initrd: bool,
+        ssh: Ssh,
+        selinux_relabel: Feature,
+        secure_boot: bool,
+        secure_boot_auto_enroll: bool,
+        secure_boot_key: Path | None,
+        secure_boot_key_source: KeySource,
+        secure_boot_certificate: Path | None,
+        secure_boot_certificate_source: KeySource,
+        secure_boot_sign_tool: SecureBootSignTool,
+        verity: Verity,
+        verity_key: Path | None,
+        verity_key_source: KeySource,
+        verity_certificate: Path | None,
+        verity_certificate_source: KeySource,
+        sign_expected_pcr: Feature,
+        sign_expected_pcr_key: Path | None,
+        sign_expected_pcr_key_source: KeySource,
+        sign_expected_pcr_certificate: Path | None,
+        sign_expected_pcr_certificate_source: KeySource,
+        sign_initrd_pcrs: Feature,
+        passphrase: Path | None,
+        checksum: bool,
+        sign: bool,
+        key: str | None,
+        openpgp_tool: str,
+        tools_tree: Path | None,
+        tools_tree_distribution: Distribution,
+        tools_tree_release: str | None,
+        tools_tree_profiles: list[str],
+        tools_tree_mirror: str | None,
+        tools_tree_snapshot: str | None,
+        tools_tree_repositories: list[str],
+        tools_tree_sandbox_trees: list[ConfigTree],
+        tools_tree_packages: list[str],
+        tools_tree_package_directories: list[Path],
+        tools_tree_certificates: bool,
+        extra_search_paths: list[Path],
+        incremental: Incremental,
+        cache_only: CacheOnly,
+        sandbox_trees: list[ConfigTree],
+        workspace_directory: Path | None,
+        cache_directory: Path | None,
+        cache_key: str,
+        package_cache_directory: Path | None,
+        build_directory: Path | None,
+        build_key: str,
+        use_subvolumes: Feature,
+        repart_offline: bool,
+        history: bool,
+        build_sources: list[ConfigTree],
+        build_sources_ephemeral: BuildSourcesEphemeral,
+        environment: dict[str, str],
+        environment_files: list[Path],
+        with_tests: bool,
+        with_network: bool,
+        proxy_url: str | None,
+        proxy_exclude: list[str] | None,
+        proxy_peer_certificate: Path | None,
+        proxy_client_certificate: Path | None,
+        proxy_client_key: Path | None,
+        make_scripts_executable: bool,
+        foreign_uid_range: bool,
+        delegate_ranges: int,
+        nspawn_settings: Path | None,
+        ephemeral: bool,
+        credentials: list[Credential],
+        kernel_command_line_extra: list[str],
+        runtime_trees: list[ConfigTree],
+        runtime_size: int | None,
+        runtime_network: Network,
+        runtime_build_sources: bool,
+        bind_user: bool,
+        ssh_key: Path | None,
+        ssh_certificate: Path | None,
+        virtual_machine_monitor: Vmm,
+        machine: str | None,
+        forward_journal: Path | None,
+        sysupdate_directory: Path | None,
+        console: ConsoleMode,
+        cpus: int,
+        ram: int,
+        max_mem: int | None,
+        kvm: Feature,
+        cxl: bool,
+        vsock: Feature,
+        vsock_cid: int,
+        tpm: Feature,
+        removable: bool,
+        disk_type: DiskType,
+        firmware: Firmware,
+        firmware_variables: Path | None,
+        linux: str | None,
+        drives: list[Drive],
+        qemu_args: list[str],
+        register: Feature,
+        storage_target_mode: Feature,
+        tools: Config | None = None,
+    ) -> None:
+        _set = object.__setattr__
+        _set(self, "name", name)
+        _set(self, "files", files)
+        _set(self, "origins", origins)
+        _set(self, "match_notes", match_notes)
+        _set(self, "include", include)
+        _set(self, "profiles", profiles)
+        _set(self, "dependencies", dependencies)
+        _set(self, "minimum_version", minimum_version)
+        _set(self, "configure_scripts", configure_scripts)
+        _set(self, "pass_environment", pass_environment)
+        _set(self, "distribution", distribution)
+        _set(self, "release", release)
+        _set(self, "architecture", architecture)
+        _set(self, "mirror", mirror)
+        _set(self, "snapshot", snapshot)
+        _set(self, "local_mirror", local_mirror)
+        _set(self, "repository_key_check", repository_key_check)
+        _set(self, "repository_key_fetch", repository_key_fetch)
+        _set(self, "repositories", repositories)
+        _set(self, "output_format", output_format)
+        _set(self, "manifest_format", manifest_format)
+        _set(self, "output", output)
+        _set(self, "output_extension", output_extension)
+        _set(self, "output_size", output_size)
+        _set(self, "compress_output", compress_output)
+        _set(self, "compress_level", compress_level)
+        _set(self, "output_directory", output_directory)
+        _set(self, "output_mode", output_mode)
+        _set(self, "image_version", image_version)
+        _set(self, "image_id", image_id)
+        _set(self, "oci_labels", oci_labels)
+        _set(self, "oci_annotations", oci_annotations)
+        _set(self, "split_artifacts", split_artifacts)
+        _set(self, "repart_directories", repart_directories)
+        _set(self, "sector_size", sector_size)
+        _set(self, "overlay", overlay)
+        _set(self, "seed", seed)
+        _set(self, "el_torito", el_torito)
+        _set(self, "el_torito_system", el_torito_system)
+        _set(self, "el_torito_volume", el_torito_volume)
+        _set(self, "el_torito_publisher", el_torito_publisher)
+        _set(self, "clean_scripts", clean_scripts)
+        _set(self, "packages", packages)
+        _set(self, "build_packages", build_packages)
+        _set(self, "volatile_packages", volatile_packages)
+        _set(self, "package_directories", package_directories)
+        _set(self, "volatile_package_directories", volatile_package_directories)
+        _set(self, "with_recommends", with_recommends)
+        _set(self, "with_docs", with_docs)
+        _set(self, "base_trees", base_trees)
+        _set(self, "skeleton_trees", skeleton_trees)
+        _set(self, "extra_trees", extra_trees)
+        _set(self, "remove_packages", remove_packages)
+        _set(self, "remove_files", remove_files)
+        _set(self, "clean_package_metadata", clean_package_metadata)
+        _set(self, "source_date_epoch", source_date_epoch)
+        _set(self, "sync_scripts", sync_scripts)
+        _set(self, "prepare_scripts", prepare_scripts)
+        _set(self, "build_scripts", build_scripts)
+        _set(self, "postinst_scripts", postinst_scripts)
+        _set(self, "finalize_scripts", finalize_scripts)
+        _set(self, "postoutput_scripts", postoutput_scripts)
+        _set(self, "bootable", bootable)
+        _set(self, "bootloader", bootloader)
+        _set(self, "bios_bootloader", bios_bootloader)
+        _set(self, "shim_bootloader", shim_bootloader)
+        _set(self, "unified_kernel_images", unified_kernel_images)
+        _set(self, "unified_kernel_image_format", unified_kernel_image_format)
+        _set(self, "unified_kernel_image_profiles", unified_kernel_image_profiles)
+        _set(self, "initrds", initrds)
+        _set(self, "microcode_host", microcode_host)
+        _set(self, "initrd_profiles", initrd_profiles)
+        _set(self, "initrd_packages", initrd_packages)
+        _set(self, "initrd_volatile_packages", initrd_volatile_packages)
+        _set(self, "devicetrees", devicetrees)
+        _set(self, "splash", splash)
+        _set(self, "kernel_command_line", kernel_command_line)
+        _set(self, "kernel_modules_include", kernel_modules_include)
+        _set(self, "kernel_modules_exclude", kernel_modules_exclude)
+        _set(self, "kernel_modules_include_host", kernel_modules_include_host)
+        _set(self, "kernel_modules_initrd", kernel_modules_initrd)
+        _set(self, "kernel_modules_initrd_include", kernel_modules_initrd_include)
+        _set(self, "kernel_modules_initrd_exclude", kernel_modules_initrd_exclude)
+        _set(self, "kernel_modules_initrd_include_host", kernel_modules_initrd_include_host)
+        _set(self, "firmware_include", firmware_include)
+        _set(self, "firmware_exclude", firmware_exclude)
+        _set(self, "locale", locale)
+        _set(self, "locale_messages", locale_messages)
+        _set(self, "keymap", keymap)
+        _set(self, "timezone", timezone)
+        _set(self, "hostname", hostname)
+        _set(self, "root_password", root_password)
+        _set(self, "root_shell", root_shell)
+        _set(self, "machine_id", machine_id)
+        _set(self, "autologin", autologin)
+        _set(self, "make_initrd", make_initrd)
+        _set(self, "ssh", ssh)
+        _set(self, "selinux_relabel", selinux_relabel)
+        _set(self, "secure_boot", secure_boot)
+        _set(self, "secure_boot_auto_enroll", secure_boot_auto_enroll)
+        _set(self, "secure_boot_key", secure_boot_key)
+        _set(self, "secure_boot_key_source", secure_boot_key_source)
+        _set(self, "secure_boot_certificate", secure_boot_certificate)
+        _set(self, "secure_boot_certificate_source", secure_boot_certificate_source)
+        _set(self, "secure_boot_sign_tool", secure_boot_sign_tool)
+        _set(self, "verity", verity)
+        _set(self, "verity_key", verity_key)
+        _set(self, "verity_key_source", verity_key_source)
+        _set(self, "verity_certificate", verity_certificate)
+        _set(self, "verity_certificate_source", verity_certificate_source)
+        _set(self, "sign_expected_pcr", sign_expected_pcr)
+        _set(self, "sign_expected_pcr_key", sign_expected_pcr_key)
+        _set(self, "sign_expected_pcr_key_source", sign_expected_pcr_key_source)
+        _set(self, "sign_expected_pcr_certificate", sign_expected_pcr_certificate)
+        _set(self, "sign_expected_pcr_certificate_source", sign_expected_pcr_certificate_source)
+        _set(self, "sign_initrd_pcrs", sign_initrd_pcrs)
+        _set(self, "passphrase", passphrase)
+        _set(self, "checksum", checksum)
+        _set(self, "sign", sign)
+        _set(self, "key", key)
+        _set(self, "openpgp_tool", openpgp_tool)
+        _set(self, "tools_tree", tools_tree)
+        _set(self, "tools_tree_distribution", tools_tree_distribution)
+        _set(self, "tools_tree_release", tools_tree_release)
+        _set(self, "tools_tree_profiles", tools_tree_profiles)
+        _set(self, "tools_tree_mirror", tools_tree_mirror)
+        _set(self, "tools_tree_snapshot", tools_tree_snapshot)
+        _set(self, "tools_tree_repositories", tools_tree_repositories)
+        _set(self, "tools_tree_sandbox_trees", tools_tree_sandbox_trees)
+        _set(self, "tools_tree_packages", tools_tree_packages)
+        _set(self, "tools_tree_package_directories", tools_tree_package_directories)
+        _set(self, "tools_tree_certificates", tools_tree_certificates)
+        _set(self, "extra_search_paths", extra_search_paths)
+        _set(self, "incremental", incremental)
+        _set(self, "cache_only", cache_only)
+        _set(self, "sandbox_trees", sandbox_trees)
+        _set(self, "workspace_directory", workspace_directory)
+        _set(self, "cache_directory", cache_directory)
+        _set(self, "cache_key", cache_key)
+        _set(self, "package_cache_directory", package_cache_directory)
+        _set(self, "build_directory", build_directory)
+        _set(self, "build_key", build_key)
+        _set(self, "use_subvolumes", use_subvolumes)
+        _set(self, "repart_offline", repart_offline)
+        _set(self, "history", history)
+        _set(self, "build_sources", build_sources)
+        _set(self, "build_sources_ephemeral", build_sources_ephemeral)
+        _set(self, "environment", environment)
+        _set(self, "environment_files", environment_files)
+        _set(self, "with_tests", with_tests)
+        _set(self, "with_network", with_network)
+        _set(self, "proxy_url", proxy_url)
+        _set(self, "proxy_exclude", proxy_exclude)
+        _set(self, "proxy_peer_certificate", proxy_peer_certificate)
+        _set(self, "proxy_client_certificate", proxy_client_certificate)
+        _set(self, "proxy_client_key", proxy_client_key)
+        _set(self, "make_scripts_executable", make_scripts_executable)
+        _set(self, "foreign_uid_range", foreign_uid_range)
+        _set(self, "delegate_ranges", delegate_ranges)
+        _set(self, "nspawn_settings", nspawn_settings)
+        _set(self, "ephemeral", ephemeral)
+        _set(self, "credentials", credentials)
+        _set(self, "kernel_command_line_extra", kernel_command_line_extra)
+        _set(self, "runtime_trees", runtime_trees)
+        _set(self, "runtime_size", runtime_size)
+        _set(self, "runtime_network", runtime_network)
+        _set(self, "runtime_build_sources", runtime_build_sources)
+        _set(self, "bind_user", bind_user)
+        _set(self, "ssh_key", ssh_key)
+        _set(self, "ssh_certificate", ssh_certificate)
+        _set(self, "virtual_machine_monitor", virtual_machine_monitor)
+        _set(self, "machine", machine)
+        _set(self, "forward_journal", forward_journal)
+        _set(self, "sysupdate_directory", sysupdate_directory)
+        _set(self, "console", console)
+        _set(self, "cpus", cpus)
+        _set(self, "ram", ram)
+        _set(self, "max_mem", max_mem)
+        _set(self, "kvm", kvm)
+        _set(self, "cxl", cxl)
+        _set(self, "vsock", vsock)
+        _set(self, "vsock_cid", vsock_cid)
+        _set(self, "tpm", tpm)
+        _set(self, "removable", removable)
+        _set(self, "disk_type", disk_type)
+        _set(self, "firmware", firmware)
+        _set(self, "firmware_variables", firmware_variables)
+        _set(self, "linux", linux)
+        _set(self, "drives", drives)
+        _set(self, "qemu_args", qemu_args)
+        _set(self, "register", register)
+        _set(self, "storage_target_mode", storage_target_mode)
+        _set(self, "tools", tools)
+
+    def __repr__(self) -> str:
+        return f"<Config of image {self.name!r}>"
 
     @property
     def values(self) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def split_words(text: str, delimiter: str | None, unescape: bool) -> list[str]:
     return text.replace(delimiter, "\n").split("\n")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class PathRules:
     """How a path-valued item is checked and normalised."""
 
@@ -290,7 +290,7 @@ class Kind:
         raise NotImplementedError(f"{type(self).__name__} does not state the type of its values")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class String(Kind):
     nullable: bool = True
     globs: bool | None = None  # None: not matchable; False: exact match; True: fnmatch
@@ -317,7 +317,7 @@ class String(Kind):
         return bool(pattern == value)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Filename(Kind):
     nullable: bool = True
     hint: str = "a file name without slashes"
@@ -334,7 +334,7 @@ class Filename(Kind):
         return text
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Boolean(Kind):
     nullable: bool = False
     metavar: str = "BOOL"
@@ -374,7 +374,7 @@ def parse_feature(text: str) -> Feature:
         return Feature.enabled if parse_boolean(text) else Feature.disabled
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class FeatureKind(Kind):
     nullable: bool = False
     metavar: str = "FEATURE"
@@ -401,7 +401,7 @@ class FeatureKind(Kind):
         return bool(parse_feature(pattern) == value)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Choice(Kind):
     """One member of an enum, by its value. Optionally also a boolean for ``yes``/``no`` members."""
 
@@ -443,7 +443,7 @@ class Choice(Kind):
         return bool(self.lookup(pattern) == value)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Integer(Kind):
     nullable: bool = False
     minimum: int | None = None
@@ -476,7 +476,7 @@ class Integer(Kind):
         return value
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Size(Kind):
     nullable: bool = True
     metavar: str = "SIZE"
@@ -488,7 +488,7 @@ class Size(Kind):
         return parse_size(text) if text else None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class UUIDKind(Kind):
     nullable: bool = False
     metavar: str = "UUID"
@@ -507,7 +507,7 @@ class UUIDKind(Kind):
             raise ValueProblem(f"{text!r} is not a UUID (or 'random')") from None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class PathKind(Kind):
     rules: PathRules = PathRules()
     metavar: str = "PATH"
@@ -532,7 +532,7 @@ class PathKind(Kind):
         return False
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class SourceKind(Kind):
     """``file``, ``engine:NAME`` or ``provider:NAME`` for keys and certificates."""
 
@@ -563,7 +563,7 @@ def _key_only(text: str) -> tuple[str, str]:
     return text, ""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class ListKind(Kind):
     """A list: items split on whitespace/commas (or ``delimiter``), appended to earlier assignments.
 
@@ -613,7 +613,7 @@ class ListKind(Kind):
         return "\n".join(str(v) for v in value) if value else "none"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class DictKind(Kind):
     """``KEY=VALUE`` items; later keys override earlier ones; an empty assignment resets."""
 
@@ -659,7 +659,7 @@ class DictKind(Kind):
         return "\n".join(f"{k}={v}" for k, v in value.items()) if value else "none"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Custom(Kind):
     """A kind defined by plain functions, for the few settings with their own rules."""
 

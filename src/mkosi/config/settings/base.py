@@ -52,7 +52,7 @@ def snake(name: str) -> str:
     return s.lower()
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Setting:
     """One setting: everything parsing, the command line, defaults, summary and JSON need."""
 

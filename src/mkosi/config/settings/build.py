@@ -31,7 +31,7 @@ from mkosi.config.values import (
 # Local kinds and item parsers.
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class StrictInteger(Integer):
     """An integer for which an empty assignment is an error rather than a reset."""
 
@@ -41,7 +41,7 @@ class StrictInteger(Integer):
         return super().parse(text, old)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class BuildSourcesKind(ListKind):
     """Build source trees; ``[Match]`` checks whether some tree is mounted at the given target."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 from collections.abc import Mapping
@@ -47,8 +48,11 @@ from mkosi.log import debug, warn
 # Packages, trees and scripts.
 
 
+@functools.lru_cache(maxsize=8192)
 def package_sort_key(package: str) -> tuple[int, str]:
-    """Order of package lists: plain names, then paths, then conditional ``(...)`` specifications."""
+    """Order of package lists: plain names, then paths, then conditional ``(...)`` specifications.
+
+    Package lists are re-sorted after every assignment; the cache makes that cheap for long lists."""
     if package.startswith("("):
         return 2, package
     if package.startswith("/"):
@@ -233,7 +237,7 @@ def _regex_list() -> ListKind:
     return ListKind(item=kernel_module_regex, metavar="REGEX")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class _UKIFormatKind(Filename):
     """A file name whose explicit reset falls back to the (computed at build time) default."""
 

@@ -32,7 +32,7 @@ from mkosi.config.values import (
 # Kinds with rules of their own.
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class AccessMode(Integer):
     """An octal file mode up to 1777 (``0600``, ``755``)."""
 
@@ -55,7 +55,7 @@ class AccessMode(Integer):
         return "default" if value is None else f"{value:04o}"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class SectorSize(Integer):
     """A power of two between 512 and 4096."""
 
@@ -80,7 +80,7 @@ SPLIT_ARTIFACTS_NO = (ArtifactOutput.uki, ArtifactOutput.kernel, ArtifactOutput.
 SPLIT_ARTIFACTS_YES = (*SPLIT_ARTIFACTS_NO, ArtifactOutput.partitions)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class ArtifactList(ListKind):
     """A list of artifacts to write next to the image; a boolean replaces the list (compatibility)."""
 

@@ -40,7 +40,7 @@ VSOCK_CID_AUTO = -1
 VSOCK_CID_HASH = -2
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class VsockCIDKind(Integer):
     """A vsock connection ID in [3, 0xFFFFFFFF), or ``auto`` / ``hash``."""
 
