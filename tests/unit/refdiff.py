@@ -188,15 +188,20 @@ class SectionChecks:
         if "name" in metafunc.fixturenames:
             metafunc.parametrize("name", self.names())
 
+    # Class-scoped fixtures run once per class, so they are class methods; the hooks they call only read
+    # class attributes, through an instance of their own.
     @pytest.fixture(scope="class")
-    def tree(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
-        root = tmp_path_factory.mktemp(f"settings-{self.SECTION.lower()}")
-        self.make_tree(root)
+    @classmethod
+    def tree(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        root = tmp_path_factory.mktemp(f"settings-{cls.SECTION.lower()}")
+        cls().make_tree(root)
         return root
 
     @pytest.fixture(scope="class")
-    def reference(self, tree: Path) -> dict[str, Any]:
-        return run_reference(self.HELPER, self.reference_request(), tree, self.reference_environment())
+    @classmethod
+    def reference(cls, tree: Path) -> dict[str, Any]:
+        helper = cls()
+        return run_reference(cls.HELPER, helper.reference_request(), tree, helper.reference_environment())
 
 
 #: EffectiveValueChecks' helper: values in the reference's own JSON encoding, or the error it died of.
