@@ -231,6 +231,28 @@ def test_conformance(
 # Checks of the fixtures and of the harness itself (fast, no implementation involved)
 
 
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.name)
+def test_config_types(fixture: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The typed Config says the truth: every field of every loaded image (and of the default tools tree)
+    holds a value of the type the generated Config declares. A failure means a kind's ``python_type()``, a
+    default factory's annotation or the loader is wrong; fix it and run
+    ``python -m mkosi.config.generate``."""
+    if fixture.corpus and not fixture.source.is_dir():
+        pytest.fail(f"corpus tree {fixture.source} is not available", pytrace=False)
+    tree = n.prepare(fixture, tmp_path)
+    _apply_environment(fixture, monkeypatch)
+    monkeypatch.chdir(tree)
+    _import_our_main()
+    from mkosi.cli import parse_args  # type: ignore[import-not-found]
+    from mkosi.config.generate import type_problems  # type: ignore[import-not-found]
+    from mkosi.config.images import load  # type: ignore[import-not-found]
+    from mkosi.config.typed import Config  # type: ignore[import-not-found]
+
+    args, cli, _ = parse_args(["-C", os.fspath(tree), *fixture.args, "summary"])
+    problems = [p for image in load(args, cli) for p in type_problems(image, Config, image.name)]
+    assert not problems, "values that do not have their declared type:\n" + "\n".join(problems)
+
+
 def test_every_fixture_has_expected_output() -> None:
     missing = [f.name for f in FIXTURES if not f.expected_json.exists()]
     assert not missing, f"no expected output (run regenerate.py): {', '.join(missing)}"
