@@ -627,6 +627,25 @@ def copy_sparse(src: int, dst: int, size: int, dst_offset: int) -> None:
             _copy_range_plain(src, dst, pos, end, dst_offset)
 
 
+def write_source(fd: int, source: Path | bytes | None, offset: int) -> None:
+    """Write a partition's data (a file, copied sparsely, or bytes) into ``fd`` at ``offset``, which must read
+    as zeros there (a freshly truncated file)."""
+    if isinstance(source, bytes):
+        if source.strip(b"\0"):
+            os.pwrite(fd, source, offset)
+        return
+    if source is None:
+        return
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise MkosiError(f"Cannot read partition data {source}: {e.strerror}") from e
+    try:
+        copy_sparse(src, fd, os.fstat(src).st_size, offset)
+    finally:
+        os.close(src)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Writing and reading
 
@@ -661,18 +680,7 @@ def write_gpt(
     try:
         os.ftruncate(fd, table.disk_size)
         for entry, p in zip(table.partitions, partitions):
-            if isinstance(p.source, bytes):
-                if p.source.strip(b"\0"):
-                    os.pwrite(fd, p.source, entry.offset)
-            elif p.source is not None:
-                try:
-                    src = os.open(p.source, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError as e:
-                    raise MkosiError(f"Cannot read partition data {p.source}: {e.strerror}") from e
-                try:
-                    copy_sparse(src, fd, os.fstat(src).st_size, entry.offset)
-                finally:
-                    os.close(src)
+            write_source(fd, p.source, entry.offset)
         for offset, blob in gpt_structures(table):
             os.pwrite(fd, blob, offset)
     except OSError as e:

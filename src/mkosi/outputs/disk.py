@@ -516,14 +516,7 @@ def _write_split(source: Path | bytes | None, target: Path, size: int) -> None:
     fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
         os.ftruncate(fd, size)
-        if isinstance(source, bytes):
-            os.pwrite(fd, source, 0)
-        elif source is not None:
-            src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                gpt.copy_sparse(src, fd, os.fstat(src).st_size, 0)
-            finally:
-                os.close(src)
+        gpt.write_source(fd, source, 0)
     finally:
         os.close(fd)
 
@@ -568,26 +561,12 @@ def _assemble_placed(
         for index, (entry, p) in enumerate(zip(table.partitions, partitions)):
             if index in placed and placed[index].offset == entry.offset:
                 continue
-            _write_partition(fd, entry, p)
+            gpt.write_source(fd, p.source, entry.offset)
         for offset, blob in gpt.gpt_structures(table):
             os.pwrite(fd, blob, offset)
     finally:
         os.close(fd)
     os.rename(image, output)
-
-
-def _write_partition(fd: int, entry: gpt.GptEntry, p: gpt.Partition) -> None:
-    if p.source is None:
-        return
-    if isinstance(p.source, bytes):
-        if p.source.strip(b"\0"):
-            os.pwrite(fd, p.source, entry.offset)
-        return
-    src = os.open(p.source, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        gpt.copy_sparse(src, fd, os.fstat(src).st_size, entry.offset)
-    finally:
-        os.close(src)
 
 
 def _insert_range(fd: int, offset: int, length: int) -> None:
@@ -638,7 +617,7 @@ def _assemble_in_place(
         os.ftruncate(fd, table.disk_size)
         for entry, p in zip(table.partitions, partitions):
             if entry.number != anchor.number:
-                _write_partition(fd, entry, p)
+                gpt.write_source(fd, p.source, entry.offset)
         for offset, blob in gpt.gpt_structures(table):
             os.pwrite(fd, blob, offset)
     finally:
