@@ -16,14 +16,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import signal
 import struct
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from mkosi import log
+from mkosi import workers as processes
 from mkosi.errors import MkosiError
 from mkosi.formats.gpt import data_extents, derive_uuid
 
@@ -199,19 +198,21 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fork_worker(fd: int, first: int, last: int, block_size: int, base: hashlib._Hash) -> tuple[int, int]:
+def _start_worker(fd: int, first: int, last: int, block_size: int, base: hashlib._Hash) -> tuple[int, int]:
     """Start a process that hashes blocks ``first``..``last``; returns its pid and the pipe to read."""
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, which leaves with os._exit
-        status = 1
-        try:
-            os.close(r)
-            _write_all(w, _hash_range(fd, first, last, block_size, base))
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(w)
+
+    def work() -> None:
+        os.close(r)
+        _write_all(w, _hash_range(fd, first, last, block_size, base))
+
+    try:
+        pid = processes.start(work)
+    except OSError:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
     return pid, r
 
 
@@ -219,7 +220,7 @@ def _hash_data(fd: int, data_blocks: int, block_size: int, base: hashlib._Hash, 
     """Digests of every data block, in order, hashed by up to ``workers`` processes."""
     workers = min(workers, _MAX_WORKERS, max(1, data_blocks * block_size // (_PARALLEL_MIN_BYTES // 2)))
     # fork() in a process with other threads may leave locks held in the child: hash in-process then.
-    if workers <= 1 or data_blocks * block_size < _PARALLEL_MIN_BYTES or threading.active_count() > 1:
+    if workers <= 1 or data_blocks * block_size < _PARALLEL_MIN_BYTES or not processes.can_fork():
         return _hash_range(fd, 0, data_blocks, block_size, base)
     bounds = [data_blocks * i // workers for i in range(workers + 1)]
     children: list[tuple[int, int, int, int]] = []  # pid, pipe, first block, last block
@@ -227,7 +228,7 @@ def _hash_data(fd: int, data_blocks: int, block_size: int, base: hashlib._Hash, 
     try:
         for first, last in zip(bounds[1:-1], bounds[2:]):
             try:
-                pid, r = _fork_worker(fd, first, last, block_size, base)
+                pid, r = _start_worker(fd, first, last, block_size, base)
             except OSError as e:
                 log.debug(f"Cannot start a verity hashing process ({e}), hashing in this one")
                 break
@@ -238,7 +239,7 @@ def _hash_data(fd: int, data_blocks: int, block_size: int, base: hashlib._Hash, 
         tail = _hash_range(fd, covered, data_blocks, block_size, base) if covered < data_blocks else b""
         for pid, r, first, last in children:
             part = _read_all(r)
-            _, status = os.waitpid(pid, 0)
+            status = processes.wait(pid)
             reaped.add(pid)
             if status != 0 or len(part) != (last - first) * DIGEST_SIZE:
                 raise MkosiError(f"A verity hashing process failed (wait status {status})")
@@ -248,13 +249,8 @@ def _hash_data(fd: int, data_blocks: int, block_size: int, base: hashlib._Hash, 
     finally:
         for pid, r, _, _ in children:
             os.close(r)
-            if pid in reaped:
-                continue
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+            if pid not in reaped:
+                processes.stop(pid)
 
 
 def _pad(data: bytearray, block_size: int) -> bytearray:

@@ -27,8 +27,6 @@ import errno
 import os
 import re
 import shutil
-import signal
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from mkosi import distributions, log
+from mkosi import distributions, log, workers
 from mkosi.build.context import Context
 from mkosi.config.model import ArtifactOutput, Compression, OutputFormat, Verity
 from mkosi.config.typed import Config
@@ -147,32 +145,22 @@ class _Staged:
     def start_copy(self, target: Path, offset: int) -> None:
         self.offset = offset
         size = os.fstat(self.fd).st_size
-        # fork() with other threads alive may leave their locks held in the child: copy in-process then.
-        if threading.active_count() > 1:
+        if workers.can_fork():
+            self.copier = workers.start(lambda: _copy_into(self.fd, target, offset, size))
+        else:
             _copy_into(self.fd, target, offset, size)
-            return
-        self.copier = os.fork()
-        if self.copier == 0:  # pragma: no cover - the child leaves with os._exit
-            status = 1
-            try:
-                _copy_into(self.fd, target, offset, size)
-                status = 0
-            finally:
-                os._exit(status)
 
     def finish(self) -> None:
         """Wait for the copy; raise if it failed."""
         if self.copier is not None:
-            _, status = os.waitpid(self.copier, 0)
+            status = workers.wait(self.copier)
             self.copier = None
             if status != 0:
                 raise MkosiError(f"Copying a file system into the disk image failed (wait status {status})")
 
     def close(self) -> None:
         if self.copier is not None:
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                os.kill(self.copier, signal.SIGKILL)
-                os.waitpid(self.copier, 0)
+            workers.stop(self.copier)
             self.copier = None
         if self.fd >= 0:
             os.close(self.fd)
