@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -437,6 +439,68 @@ def test_failing_script_stops_the_build(workdir: Path, base: Path) -> None:
     assert "mkosi.build" in errors[0] and "exit code 3" in errors[0]
     assert "Traceback" not in res.stderr
     assert not (d / "postinst-ran").exists()
+    assert not (d / "out").exists() or not any((d / "out").iterdir())
+
+
+def _read_until(fd: int, needle: bytes, seen: bytearray, timeout: float) -> bool:
+    """Read the pty master into ``seen`` until ``needle`` shows up, the other side closes or time runs out."""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return False
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: every process on the terminal's side has closed it
+            return False
+        if not chunk:
+            return False
+        seen += chunk
+    return True
+
+
+def test_debug_shell_opens_a_shell_in_the_image(workdir: Path, base: Path) -> None:
+    """--debug-shell on a terminal: a failed build script leaves the user in a shell inside the image it
+    worked on; when the shell exits, the build fails as it would have."""
+    d = workdir / "debug-shell"
+    d.mkdir()
+    (d / "mkosi.conf").write_text(
+        conf(f"""
+        [Output]
+        Format=directory
+        OutputDirectory={d / "out"}
+
+        [Content]
+        BaseTrees={base}
+        """)
+    )
+    (d / "mkosi.skeleton/etc").mkdir(parents=True)
+    (d / "mkosi.skeleton/etc/debug-shell-marker").write_text("inside the image\n")
+    (d / "mkosi.build").write_text("#!/bin/sh\nexit 3\n")
+    (d / "mkosi.build").chmod(0o755)
+    master, slave = os.openpty()
+    env = dict(os.environ, PYTHONPATH=os.fspath(SRC), NO_COLOR="1", TERM="dumb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mkosi", "-C", os.fspath(d), "-d", "debian", "-r", "bookworm", "--debug-shell",
+         "build"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = bytearray()
+    try:
+        assert _read_until(master, b"Starting a shell in the image", seen, 600), seen.decode(errors="replace")
+        os.write(master, b"cat /etc/debug-shell-marker; echo answer-$((6*7)); exit 0\n")
+        assert _read_until(master, b"answer-42", seen, 60), seen.decode(errors="replace")
+        _read_until(master, b"exit code 3", seen, 60)
+        assert proc.wait(timeout=60) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "inside the image" in text, text
+    assert "mkosi.build" in text and "exit code 3" in text, text
     assert not (d / "out").exists() or not any((d / "out").iterdir())
 
 
